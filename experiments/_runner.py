@@ -1,0 +1,192 @@
+"""`jaxfeat list` and `jaxfeat reproduce`: discovery, resume, and results/REPORT.md."""
+
+import argparse
+import dataclasses
+import importlib
+import json
+import pkgutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+import experiments
+from experiments._common import (
+    REGISTRY,
+    SCALES,
+    atomic_write_text,
+    code_version,
+    failed_checks,
+    fmt,
+    to_json,
+)
+
+PILLAR_ORDER = ("linear_ssl", "ntk", "kan", "influence")
+
+
+def discover() -> dict:
+    """Imports every `experiments/<pillar>/<name>.py`; each registers itself."""
+    for info in pkgutil.walk_packages(experiments.__path__, "experiments."):
+        leaf = info.name.rsplit(".", 1)[-1]
+        if leaf.startswith("_") or info.ispkg:
+            continue
+        importlib.import_module(info.name)
+    return dict(sorted(REGISTRY.items(), key=lambda kv: (_pillar_rank(kv[1]), kv[0])))
+
+
+def _pillar_rank(exp) -> int:
+    return PILLAR_ORDER.index(exp.pillar) if exp.pillar in PILLAR_ORDER else 99
+
+
+def is_current(exp, out_root: Path, scale: str, seed: int, x64: bool) -> bool:
+    """True if `out_root` holds results of `exp` for this config and code version."""
+    path = out_root / exp.slug / "results.json"
+    if not path.exists() or not (path.parent / "figure.png").exists():
+        return False
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    cfg = to_json(dataclasses.asdict(exp.config(scale)))
+    return (
+        old.get("scale") == scale
+        and old.get("seed") == seed
+        and old.get("config") == cfg
+        and old.get("environment", {}).get("x64") == x64
+        and old.get("code_version") == code_version(exp)
+    )
+
+
+def reproduce(args) -> int:
+    """Runs the selected experiments (skipping current results) and writes REPORT.md."""
+    registry = discover()
+    names = args.names or list(registry)
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        print(
+            f"unknown experiment(s): {', '.join(unknown)}; see `jaxfeat list`",
+            file=sys.stderr,
+        )
+        return 2
+    out_root = Path(args.out)
+    crashed, failed = [], []
+    bar = tqdm(names, desc="jaxfeat reproduce", unit="exp")
+    for name in bar:
+        exp = registry[name]
+        bar.set_postfix_str(name)
+        if not args.force and is_current(exp, out_root, args.scale, args.seed, exp.x64):
+            tqdm.write(f"[{exp.slug}] up to date, skipped (--force reruns)")
+            continue
+        argv = [
+            "--scale",
+            args.scale,
+            "--seed",
+            str(args.seed),
+            "--out-dir",
+            str(out_root / exp.slug),
+        ]
+        if args.no_progress:
+            argv.append("--no-progress")
+        try:
+            results = exp.main(argv)
+        except Exception:  # keep going: one broken experiment must not lose the rest
+            crashed.append(name)
+            tqdm.write(f"[{exp.slug}] CRASHED\n{traceback.format_exc()}")
+            continue
+        if failed_checks(results):
+            failed.append(name)
+    report = write_report(out_root, registry)
+    print(f"report: {report}")
+    if crashed or failed:
+        print(
+            f"crashed: {crashed or 'none'}; failed checks: {failed or 'none'}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def write_report(out_root: Path, registry: dict) -> Path:
+    """Writes `REPORT.md`: every claim with PASS/FAIL and its measured number."""
+    lines = ["# jaxfeat reproduction report", ""]
+    lines += [
+        f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. A `check` is a "
+        "property the implementation must satisfy (a failure fails the run); "
+        "a `finding` is a paper's claim, reported as measured.",
+        "",
+    ]
+    summary, sections = [], []
+    for exp in registry.values():
+        path = out_root / exp.slug / "results.json"
+        if not path.exists():
+            continue
+        res = json.loads(path.read_text())
+        env = res["environment"]
+        sections += [
+            f"## {exp.slug}: {res.get('title', exp.title)}",
+            "",
+            f"scale `{res['scale']}`, seed {res['seed']}, "
+            f"{res['wall_time_s']:.1f} s on {env['backend']} "
+            f"({env['device_kind']}), x64={env['x64']}, jax {env['jax']}",
+            "",
+            "| claim | kind | statement | measured | expected | result |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in res["claims"]:
+            status = (
+                "n/a" if not c["checked"] else "PASS" if c["passed"] else "**FAIL**"
+            )
+            stmt = c["statement"].replace("|", "\\|")
+            if c.get("note"):
+                stmt += f" ({c['note']})".replace("|", "\\|")
+            sections.append(
+                f"| {c['id']} | {c['kind']} | {stmt} | "
+                f"{fmt(c['measured'])} | {fmt(c['expected'])} | {status} |"
+            )
+            summary.append((c["kind"], status))
+        sections += ["", f"![{exp.name}]({exp.slug}/figure.png)", ""]
+    n_pass = sum(s == "PASS" for _, s in summary)
+    n_fail_check = sum(k == "check" and s != "PASS" and s != "n/a" for k, s in summary)
+    n_fail_find = sum(k == "finding" and s != "PASS" and s != "n/a" for k, s in summary)
+    lines += [
+        f"**{n_pass} of {len(summary)} claims pass**; failed checks: "
+        f"{n_fail_check}; findings that did not reproduce: {n_fail_find}.",
+        "",
+    ]
+    out_root.mkdir(parents=True, exist_ok=True)
+    path = out_root / "REPORT.md"
+    atomic_write_text(path, "\n".join(lines + sections) + "\n")
+    return path
+
+
+def list_experiments(_args) -> int:
+    """Prints the registered experiments."""
+    for name, exp in discover().items():
+        print(f"{name:28s} {exp.pillar:11s} {exp.title}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `jaxfeat` command line."""
+    p = argparse.ArgumentParser(prog="jaxfeat", description="jaxfeat experiments")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list registered experiments").set_defaults(
+        func=list_experiments
+    )
+    r = sub.add_parser("reproduce", help="run experiments and write results/REPORT.md")
+    r.add_argument("names", nargs="*", help="experiments to run (default: all)")
+    r.add_argument("--scale", choices=SCALES, default="default")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", default="results", help="output root (default results/)")
+    r.add_argument("--force", action="store_true", help="rerun up-to-date experiments")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=reproduce)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `jaxfeat`."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,1 @@
+"""Private helpers shared by the jaxfeat pillars (no pillar is imported here)."""

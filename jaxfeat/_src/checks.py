@@ -1,0 +1,124 @@
+"""Input validation that works under `jit`.
+
+Shapes, ranks and Python values are checked at trace time. Values inside arrays
+(NaN, sign, positive definiteness) can only be checked when the array is concrete; under
+`jit` or `vmap` these checks are skipped, and the public docstrings say so.
+"""
+
+from collections.abc import Iterable
+
+import jax
+import numpy as np
+
+
+def is_concrete(x) -> bool:
+    """True when `x` holds values (not a tracer inside `jit`/`vmap`/`grad`)."""
+    leaves = jax.tree_util.tree_leaves(x)
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+
+
+def _values(x) -> np.ndarray:
+    return np.asarray(x)
+
+
+def check_choice(name: str, value, choices: Iterable) -> None:
+    """Raises `ValueError` unless `value` is one of `choices`."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(
+            f"{name}: expected one of {', '.join(repr(c) for c in choices)}; "
+            f"got {value!r}"
+        )
+
+
+def check_finite(name: str, x) -> None:
+    """Raises `ValueError` if a concrete `x` holds NaN or infinity."""
+    if not is_concrete(x):
+        return
+    v = _values(x)
+    if not np.all(np.isfinite(v)):
+        bad = "NaN" if np.any(np.isnan(v)) else "infinity"
+        raise ValueError(f"{name}: expected finite values; got {bad}")
+
+
+def check_positive(name: str, x, *, strict: bool = True) -> None:
+    """Raises `ValueError` if a concrete `x` is not finite and (strictly) positive."""
+    check_finite(name, x)
+    if not is_concrete(x):
+        return
+    v = _values(x)
+    ok = np.all(v > 0) if strict else np.all(v >= 0)
+    if not ok:
+        rel = "> 0" if strict else ">= 0"
+        raise ValueError(f"{name}: expected values {rel}; got min {v.min()!r}")
+
+
+def check_in_range(name: str, x, lo: float, hi: float, *, closed=(False, False)):
+    """Raises `ValueError` if a concrete `x` falls outside the interval (lo, hi)."""
+    check_finite(name, x)
+    if not is_concrete(x):
+        return
+    v = _values(x)
+    lo_ok = v >= lo if closed[0] else v > lo
+    hi_ok = v <= hi if closed[1] else v < hi
+    if not np.all(lo_ok & hi_ok):
+        left = "[" if closed[0] else "("
+        right = "]" if closed[1] else ")"
+        raise ValueError(
+            f"{name}: expected values in {left}{lo}, {hi}{right}; "
+            f"got range [{v.min()!r}, {v.max()!r}]"
+        )
+
+
+def check_int_at_least(name: str, value, minimum: int) -> None:
+    """Raises for a Python or concrete integer below `minimum` (or not integral)."""
+    if not is_concrete(value):
+        return
+    v = np.asarray(value)
+    if not np.issubdtype(v.dtype, np.integer):
+        if not np.all(np.equal(np.mod(v, 1), 0)):
+            raise TypeError(f"{name}: expected an integer; got {value!r}")
+    if np.any(v < minimum):
+        raise ValueError(f"{name}: expected an integer >= {minimum}; got {value!r}")
+
+
+def check_ndim(name: str, x, ndim: int, shape_doc: str) -> None:
+    """Raises `ValueError` if `x` does not have `ndim` axes (checked at trace time)."""
+    if np.ndim(x) != ndim:
+        raise ValueError(f"{name}: expected shape {shape_doc}; got {np.shape(x)}")
+
+
+def check_shape(name: str, x, shape: tuple, shape_doc: str) -> None:
+    """Raises `ValueError` unless `x.shape` matches `shape` (None = any size)."""
+    got = np.shape(x)
+    ok = len(got) == len(shape) and all(
+        want is None or want == g for want, g in zip(shape, got, strict=True)
+    )
+    if not ok:
+        raise ValueError(f"{name}: expected shape {shape_doc}; got {got}")
+
+
+def check_psd(name: str, matrix, *, strict: bool = False, rtol: float = 1e-6) -> None:
+    """Raises `ValueError` if a concrete symmetric `matrix` is not PSD (or PD).
+
+    The smallest eigenvalue is compared with `-rtol * max|eigenvalue|` (PSD) or must
+    exceed `rtol * max|eigenvalue|` (PD), so round-off in a PSD input does not raise.
+    """
+    if not is_concrete(matrix):
+        return
+    m = np.asarray(matrix, dtype=np.float64)
+    check_finite(name, m)
+    if not np.allclose(m, m.T, rtol=1e-5, atol=1e-8 * max(1.0, np.abs(m).max())):
+        raise ValueError(f"{name}: expected a symmetric matrix")
+    eig = np.linalg.eigvalsh(m)
+    scale = max(np.abs(eig).max(), np.finfo(float).tiny)
+    if strict and eig.min() <= rtol * scale:
+        raise ValueError(
+            f"{name}: expected a positive definite matrix; "
+            f"smallest eigenvalue {eig.min():.3g}"
+        )
+    if not strict and eig.min() < -rtol * scale:
+        raise ValueError(
+            f"{name}: expected a positive semi-definite matrix; "
+            f"smallest eigenvalue {eig.min():.3g}"
+        )

@@ -1,0 +1,112 @@
+"""Numerical assertions for tests, with tolerances looked up by error source.
+
+| kind            | float32 rtol / atol | float64 rtol / atol | error source |
+|-----------------|---------------------|---------------------|--------------|
+| `identity`      | 1e-5 / 1e-6         | 1e-12 / 1e-14       | the same math with ops reordered (jit fusion, vmap) |
+| `factorization` | 1e-3 / 1e-5         | 1e-10 / 1e-12       | backward error x condition number (cond <= 1e3) |
+
+`discretization` and `monte_carlo` errors are checked with `assert_rel_fro` and a
+bound the test states (C * step, c / sqrt(N)).
+"""
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# (rtol, atol) per kind and per dtype of `expected`.
+TOLERANCES = {
+    # jit fusion / vmap reorder floating-point ops: a few ulps, amplified by sums.
+    "identity": {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-14)},
+    # backward-stable factorizations: error ~ eps * cond, cond <= 1e3 in tests.
+    "factorization": {np.float32: (1e-3, 1e-5), np.float64: (1e-10, 1e-12)},
+}
+
+
+def _dtype_key(x) -> type:
+    dtype = np.asarray(x).dtype
+    if dtype == np.float64 or dtype == np.complex128:
+        return np.float64
+    return np.float32
+
+
+def tolerance(kind: str, expected) -> tuple[float, float]:
+    """Returns `(rtol, atol)` for `kind` at the dtype of `expected`."""
+    if kind not in TOLERANCES:
+        raise ValueError(f"kind: expected one of {sorted(TOLERANCES)}; got {kind!r}")
+    return TOLERANCES[kind][_dtype_key(expected)]
+
+
+def assert_close(actual, expected, *, kind: str = "identity", err_msg: str = ""):
+    """Asserts two pytrees agree leaf by leaf within the `kind` tolerances."""
+    a_leaves, a_def = jax.tree_util.tree_flatten(actual)
+    e_leaves, e_def = jax.tree_util.tree_flatten(expected)
+    if a_def != e_def:
+        raise AssertionError(f"tree structures differ: {a_def} vs {e_def}")
+    for a, e in zip(a_leaves, e_leaves, strict=True):
+        rtol, atol = tolerance(kind, e)
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(e), rtol=rtol, atol=atol, err_msg=err_msg
+        )
+
+
+def rel_fro(actual, expected) -> float:
+    """Relative Frobenius error `||actual - expected|| / ||expected||`."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    return float(np.linalg.norm(a - e) / np.linalg.norm(e))
+
+
+def assert_rel_fro(actual, expected, *, tol: float, err_msg: str = ""):
+    """Asserts the relative Frobenius error is at most `tol`."""
+    err = rel_fro(actual, expected)
+    if not err <= tol:
+        raise AssertionError(
+            f"relative Frobenius error {err:.3g} > {tol:.3g} {err_msg}"
+        )
+
+
+def check_transforms(
+    fn: Callable,
+    args: Sequence,
+    batched_args: Sequence,
+    *,
+    in_axes: Sequence[int | None] | None = None,
+    kind: str = "identity",
+    static_kwargs: dict | None = None,
+):
+    """Checks `fn` agrees eagerly, under `jit`, and under `vmap` against a loop.
+
+    Args:
+      fn: the public function.
+      args: one set of positional arguments.
+      batched_args: positional arguments where the entries with `in_axes` 0 carry a
+        leading batch axis (pytrees are batched leaf-wise).
+      in_axes: per-argument vmap axes (0 or None); default: all 0.
+      kind: tolerance row.
+      static_kwargs: keyword arguments passed unchanged (hashable configs, methods).
+    """
+    kw = dict(static_kwargs or {})
+    f = lambda *a: fn(*a, **kw)
+    eager = f(*args)
+    jitted = jax.jit(f)(*args)
+    assert_close(jitted, eager, kind=kind, err_msg="jit vs eager")
+    in_axes = tuple(in_axes) if in_axes is not None else (0,) * len(batched_args)
+    batched = jax.vmap(f, in_axes=in_axes)(*batched_args)
+    sizes = {
+        jax.tree_util.tree_leaves(a)[0].shape[0]
+        for a, ax in zip(batched_args, in_axes, strict=True)
+        if ax == 0
+    }
+    (n,) = sizes
+    outs = []
+    for i in range(n):
+        one = [
+            jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], a) if ax == 0 else a
+            for a, ax in zip(batched_args, in_axes, strict=True)
+        ]
+        outs.append(f(*one))
+    looped = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
+    assert_close(batched, looped, kind=kind, err_msg="vmap vs loop")
+    return eager

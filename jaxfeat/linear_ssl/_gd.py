@@ -1,0 +1,283 @@
+r"""Full-matrix gradient descent on the population objectives, in `lax.scan`.
+
+Step $k$ of gradient descent with learning rate $\eta$ approximates gradient flow at
+time $t_{GF} = \eta k$ (per-layer parameters, loss $\tfrac12E\|\cdot\|^2$), with a
+global error $O(\eta)$ (claim LSSL-3 and `theory/linear_ssl.md`).
+
+References:
+  Littwin et al. 2024, arXiv:2407.03475; claims LSSL-2, LSSL-3.
+"""
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from jaxfeat._src.checks import check_choice, check_int_at_least, check_positive
+from jaxfeat._src.progress import run_chunks
+from jaxfeat._src.sharding import batch_size, device_mesh, shard_batch, unpad
+from jaxfeat._src.typing import IntScalar, Scalar
+from jaxfeat.linear_ssl._data import Covariances
+from jaxfeat.linear_ssl._models import Params, encoder_matrix, imbalance
+from jaxfeat.linear_ssl._objectives import OBJECTIVES, population_loss
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GDConfig:
+    """Static settings of a gradient-descent run (hashable: pass as a static argument).
+
+    Attributes:
+      objective: `"jepa"` (stop-gradient self-distillation) or `"mae"`.
+      n_steps: number of gradient steps, a multiple of `log_every`.
+      log_every: steps between logged states.
+      ema: if True, the JEPA target encoder is an EMA of the online layers with decay
+        `ema_decay` (an array argument of `simulate_gd`); decay 0 is the paper's
+        stop-gradient through the online encoder.
+    """
+
+    objective: str = "jepa"
+    n_steps: int
+    log_every: int = 1
+    ema: bool = False
+
+    def __post_init__(self):
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_int_at_least("n_steps", self.n_steps, 1)
+        check_int_at_least("log_every", self.log_every, 1)
+        if self.n_steps % self.log_every:
+            raise ValueError(
+                f"n_steps: expected a multiple of log_every={self.log_every}; "
+                f"got {self.n_steps}"
+            )
+
+    @property
+    def n_logs(self) -> int:
+        """Number of logged states: the initial one plus one every `log_every` steps."""
+        return self.n_steps // self.log_every + 1
+
+
+class GDState(NamedTuple):
+    """State of a gradient-descent run.
+
+    Attributes:
+      params: online encoder and head.
+      target_W: EMA target encoder layers `(l, d, d)` (equal to `params.W` without EMA).
+      step: steps taken so far, an int32 scalar.
+    """
+
+    params: Params
+    target_W: Float[Array, "l d d"]
+    step: Int[Array, ""]
+
+
+class GDLog(NamedTuple):
+    r"""Logged trajectory of a gradient-descent run, `t` logged states.
+
+    Attributes:
+      t: gradient-flow times $\eta \cdot$ step, shape `(t,)`.
+      encoder: end-to-end encoders $\bar W$, shape `(t, d, d)`.
+      head: predictor/decoder $V$, shape `(t, d, d)`.
+      loss: population loss, shape `(t,)`.
+      imbalance: balancedness violation (`imbalance`), shape `(t,)`.
+    """
+
+    t: Float[Array, " t"]
+    encoder: Float[Array, "t d d"]
+    head: Float[Array, "t d d"]
+    loss: Float[Array, " t"]
+    imbalance: Float[Array, " t"]
+
+
+def init_gd(params: Params) -> GDState:
+    """Starts a run at `params` (step 0, target encoder = online encoder)."""
+    return GDState(params, params.W, jnp.zeros((), jnp.int32))
+
+
+def _log_entry(state, cov, lr, cfg, depth):
+    p = state.params
+    tgt = state.target_W if cfg.ema else None
+    return (
+        lr * state.step.astype(p.V.dtype),
+        encoder_matrix(p, depth),
+        p.V,
+        population_loss(p, cov, objective=cfg.objective, depth=depth, target_W=tgt),
+        imbalance(p, depth),
+    )
+
+
+def simulate_gd(
+    state: GDState,
+    cov: Covariances,
+    lr: Scalar,
+    *,
+    cfg: GDConfig,
+    depth: IntScalar | None = None,
+    ema_decay: Scalar = 0.0,
+) -> tuple[GDState, GDLog]:
+    r"""Runs `cfg.n_steps` steps of full-matrix gradient descent on a population loss.
+
+    Each step takes the gradient of `population_loss` in every layer and the head
+    (the JEPA target is held fixed by `stop_gradient`), then, with `cfg.ema`, moves the
+    target layers to $\tau\, W_{tgt} + (1-\tau) W$. Pure and `jit`/`vmap`-able: `vmap`
+    over initial states (seeds, $\varepsilon$), covariances ($\lambda$, $\rho$),
+    learning rates and depths (with a shared `max_depth` stack).
+
+    Args:
+      state: from `init_gd`; its step sets the time origin of the log.
+      cov: covariances, each `(d, d)`.
+      lr: learning rate $\eta > 0$ (may be traced).
+      cfg: static settings.
+      depth: active encoder layers (default all); may be traced.
+      ema_decay: EMA decay $\tau \in [0, 1)$, used when `cfg.ema`.
+
+    Returns:
+      `(final_state, log)`, where `log` holds `cfg.n_logs` states: the initial one and
+      one after every `cfg.log_every` steps.
+
+    Raises:
+      ValueError: for a non-positive `lr` (checked when concrete).
+    """
+    check_positive("lr", lr)
+
+    def loss_fn(params, target_W):
+        tgt = target_W if cfg.ema else None
+        return population_loss(
+            params, cov, objective=cfg.objective, depth=depth, target_W=tgt
+        )
+
+    grad_fn = jax.grad(loss_fn)
+
+    def step(s: GDState, _):
+        g = grad_fn(s.params, s.target_W)
+        params = jax.tree_util.tree_map(lambda p, gp: p - lr * gp, s.params, g)
+        target = (
+            ema_decay * s.target_W + (1 - ema_decay) * params.W if cfg.ema else params.W
+        )
+        return GDState(params, target, s.step + 1), None
+
+    def block(s, _):
+        s, _ = jax.lax.scan(step, s, length=cfg.log_every)
+        return s, _log_entry(s, cov, lr, cfg, depth)
+
+    first = _log_entry(state, cov, lr, cfg, depth)
+    final, rest = jax.lax.scan(block, state, length=cfg.n_steps // cfg.log_every)
+    log = GDLog(
+        *(jnp.concatenate([f[None], r]) for f, r in zip(first, rest, strict=True))
+    )
+    return final, log
+
+
+def _simulate_positional(state, cov, lr, depth, ema_decay, cfg):
+    return simulate_gd(state, cov, lr, cfg=cfg, depth=depth, ema_decay=ema_decay)
+
+
+# One compiled program per (cfg, shapes): built once at import, not per call.
+_simulate_jit = jax.jit(_simulate_positional, static_argnums=(5,))
+_sweep_jit = jax.jit(
+    jax.vmap(_simulate_positional, in_axes=(0, 0, 0, 0, 0, None)), static_argnums=(5,)
+)
+
+
+def _drop_first_log(log: GDLog, time_axis: int) -> GDLog:
+    return jax.tree_util.tree_map(
+        lambda x: jax.lax.slice_in_dim(x, 1, x.shape[time_axis], axis=time_axis), log
+    )
+
+
+def _chunked(fn, state, n_chunks, time_axis, desc, progress):
+    check_int_at_least("n_chunks", n_chunks, 1)
+
+    def chunk(s, i):
+        s, log = fn(s)
+        return s, log if i == 0 else _drop_first_log(log, time_axis)
+
+    final, logs = run_chunks(chunk, state, n_chunks, desc=desc, progress=progress)
+    log = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=time_axis), *logs)
+    return final, log
+
+
+def run_gd(
+    state: GDState,
+    cov: Covariances,
+    lr: Scalar,
+    *,
+    cfg: GDConfig,
+    n_chunks: int = 1,
+    depth: IntScalar | None = None,
+    ema_decay: Scalar = 0.0,
+    progress: bool = True,
+) -> tuple[GDState, GDLog]:
+    """`simulate_gd` for `n_chunks * cfg.n_steps` steps, jitted, with a progress bar.
+
+    Each chunk reuses one compiled program; the logs are concatenated (each later
+    chunk's initial entry, a repeat of the previous chunk's last one, is dropped).
+
+    Args:
+      state: initial state.
+      cov: covariances, each `(d, d)`.
+      lr: learning rate.
+      cfg: settings of one chunk.
+      n_chunks: number of chunks.
+      depth: active encoder layers (default all).
+      ema_decay: EMA decay, used when `cfg.ema`.
+      progress: show a progress bar between chunks.
+
+    Returns:
+      `(final_state, log)` with `n_chunks * (cfg.n_logs - 1) + 1` logged states.
+    """
+    fn = lambda s: _simulate_jit(s, cov, lr, depth, ema_decay, cfg)
+    return _chunked(fn, state, n_chunks, 0, f"GD {cfg.objective}", progress)
+
+
+def sweep_gd(
+    state: GDState,
+    cov: Covariances,
+    lr: Float[Array, " s"],
+    *,
+    cfg: GDConfig,
+    n_chunks: int = 1,
+    depth: Int[Array, " s"] | None = None,
+    ema_decay: Float[Array, " s"] | Scalar = 0.0,
+    progress: bool = True,
+) -> tuple[GDState, GDLog]:
+    """Gradient descent for a batch of configurations, sharded over every device.
+
+    The batch (leading axis `s` of every leaf of `state` and `cov`, and of `lr`,
+    `depth`, `ema_decay`) is padded to a multiple of the device count, laid out over a
+    one-axis `jax.sharding` mesh and run by one jitted `vmap` of `simulate_gd`, in
+    `n_chunks` chunks with a progress bar. The result equals a Python loop of
+    `simulate_gd` over the batch, on any number of devices.
+
+    Args:
+      state: batched initial states (e.g. `jax.vmap(init_gd)(params)`).
+      cov: batched covariances, each `(s, d, d)`.
+      lr: learning rates, shape `(s,)` (a scalar is broadcast).
+      cfg: settings of one chunk (shared by the batch).
+      n_chunks: number of chunks.
+      depth: active layers per configuration, shape `(s,)`; default all layers.
+      ema_decay: EMA decays, shape `(s,)` or a scalar.
+      progress: show a progress bar between chunks.
+
+    Returns:
+      `(final_state, log)` with a leading batch axis `s`; the log has
+      `n_chunks * (cfg.n_logs - 1) + 1` entries on axis 1.
+    """
+    n = batch_size((state, cov))
+    dtype = state.params.V.dtype
+    n_layers = state.params.W.shape[1]
+    depth = jnp.full((n,), n_layers, jnp.int32) if depth is None else depth
+    args = (
+        state,
+        cov,
+        jnp.broadcast_to(jnp.asarray(lr, dtype), (n,)),
+        jnp.broadcast_to(jnp.asarray(depth, jnp.int32), (n,)),
+        jnp.broadcast_to(jnp.asarray(ema_decay, dtype), (n,)),
+    )
+    check_positive("lr", args[2])
+    placed, n = shard_batch(args, device_mesh())
+    s0, rest = placed[0], placed[1:]
+    fn = lambda s: _sweep_jit(s, *rest, cfg)
+    final, log = _chunked(fn, s0, n_chunks, 1, f"GD sweep {cfg.objective}", progress)
+    return unpad(final, n), unpad(log, n)

@@ -1,0 +1,219 @@
+r"""Deep linear encoder with a linear predictor (JEPA) or decoder (MAE).
+
+The encoder is $\bar W = W^L \cdots W^1$ (each $W^a$ is `(d, d)`), the head is $V$.
+Parameters are a `Params` pytree with the layers stacked on a leading axis. A stack of
+`max_depth` layers can run at a smaller (possibly traced) `depth`: layers with index
+$\ge$ depth are skipped and receive zero gradient, which lets one `vmap` sweep depths.
+
+References:
+  Littwin et al. 2024, arXiv:2407.03475, Sec. 3 (balanced, small orthogonal init);
+  Arora et al. 2018, arXiv:1802.06509 (balancedness); claims LSSL-1, LSSL-2.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+from jaxtyping import Array, Float
+
+from jaxfeat._src.arrays import as_float, default_float
+from jaxfeat._src.checks import check_int_at_least, check_positive, is_concrete
+from jaxfeat._src.typing import IntScalar, PRNGKey, Scalar
+
+
+class Params(NamedTuple):
+    r"""Parameters of a deep linear encoder and its linear head.
+
+    Attributes:
+      W: encoder layers $W^1, \dots, W^L$ stacked, shape `(l, d, d)`; `W[0]` acts first.
+      V: predictor (JEPA) or decoder (MAE), shape `(d, d)`.
+    """
+
+    W: Float[Array, "l d d"]
+    V: Float[Array, "d d"]
+
+
+def _check_depth(depth, max_depth: int) -> None:
+    if depth is None:
+        return
+    check_int_at_least("depth", depth, 1)
+    if is_concrete(depth) and int(jnp.max(jnp.asarray(depth))) > max_depth:
+        raise ValueError(
+            f"depth: expected at most {max_depth} (the number of stacked layers); "
+            f"got {depth!r}"
+        )
+
+
+def _scale(eps, depth, dtype):
+    eps = as_float(eps, dtype)
+    check_positive("eps", eps)
+    return eps ** (1.0 / jnp.asarray(depth, eps.dtype))
+
+
+def _active(depth, n_layers: int):
+    if depth is None:
+        return jnp.ones((n_layers,), dtype=bool)
+    return jnp.arange(n_layers) < depth
+
+
+def init_aligned(
+    eps: Scalar,
+    *,
+    d: int,
+    depth: IntScalar,
+    max_depth: int | None = None,
+    dtype: DTypeLike | None = None,
+) -> Params:
+    r"""Balanced init aligned with every eigenbasis: $W^a = V = \varepsilon^{1/L} I$.
+
+    Then $\bar W(0) = \varepsilon I$, and under gradient flow every matrix stays
+    diagonal in any basis shared by $\Sigma_{xx}$ and $\Sigma_{yx}$ (claim LSSL-1).
+
+    Args:
+      eps: end-to-end init scale $\varepsilon > 0$, a scalar (may be traced).
+      d: feature dimension.
+      depth: encoder depth $L \ge 1$ (may be traced when `max_depth` is given).
+      max_depth: number of stacked layers; default `depth` (which must then be an int).
+        Layers beyond `depth` are set to the identity.
+      dtype: float dtype; default: that of `eps`, or the default float.
+
+    Returns:
+      `Params` with `W` of shape `(max_depth, d, d)` and `V` of shape `(d, d)`.
+
+    Raises:
+      ValueError: if `eps <= 0` or NaN, `depth < 1` or `depth > max_depth`
+        (values checked when concrete).
+    """
+    n_layers = _n_layers(depth, max_depth)
+    dtype = default_float(dtype if dtype is not None else _dtype_of(eps))
+    s = _scale(eps, depth, dtype)
+    eye = jnp.eye(d, dtype=dtype)
+    layer_scale = jnp.where(_active(depth, n_layers), s, jnp.ones((), dtype))
+    W = layer_scale[:, None, None] * eye[None]
+    return Params(W=W, V=s * eye)
+
+
+def _dtype_of(x):
+    return (
+        x.dtype
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)
+        else None
+    )
+
+
+def _n_layers(depth, max_depth):
+    if max_depth is None:
+        if not isinstance(depth, int):
+            raise TypeError(
+                "max_depth: required when depth is an array (e.g. traced under vmap); "
+                f"got depth={depth!r}"
+            )
+        max_depth = depth
+    check_int_at_least("max_depth", max_depth, 1)
+    _check_depth(depth, max_depth)
+    return max_depth
+
+
+def _haar_orthogonal(key, d, dtype):
+    q, r = jnp.linalg.qr(jax.random.normal(key, (d, d), dtype))
+    return q * jnp.sign(jnp.diagonal(r))  # sign fix makes Q Haar-distributed
+
+
+def init_orthogonal(
+    key: PRNGKey,
+    eps: Scalar,
+    *,
+    d: int,
+    depth: IntScalar,
+    max_depth: int | None = None,
+    dtype: DTypeLike | None = None,
+) -> Params:
+    r"""Balanced init with independent Haar-random orthogonal layers.
+
+    $W^a = \varepsilon^{1/L} U^a$ and $V = \varepsilon^{1/L} U^v$ with $U$ Haar
+    orthogonal: balanced ($W^{a+1\top} W^{a+1} = W^a W^{a\top}$) but not aligned with
+    the data, so modes couple (explored in `experiments/linear_ssl/`).
+
+    Args:
+      key: PRNG key.
+      eps: end-to-end scale, so $\|\bar W(0)\|_2 = \varepsilon$.
+      d: feature dimension.
+      depth: encoder depth $L \ge 1$.
+      max_depth: number of stacked layers (default `depth`); extra layers are identity.
+      dtype: float dtype; default: that of `eps`, or the default float.
+
+    Returns:
+      `Params` with `W` of shape `(max_depth, d, d)` and `V` of shape `(d, d)`.
+
+    Raises:
+      ValueError: as `init_aligned`.
+    """
+    n_layers = _n_layers(depth, max_depth)
+    dtype = default_float(dtype if dtype is not None else _dtype_of(eps))
+    s = _scale(eps, depth, dtype)
+    keys = jax.random.split(key, n_layers + 1)
+    U = jax.vmap(lambda k: _haar_orthogonal(k, d, dtype))(keys)
+    eye = jnp.eye(d, dtype=dtype)
+    W = jnp.where(_active(depth, n_layers)[:, None, None], s * U[:-1], eye[None])
+    return Params(W=W, V=s * U[-1])
+
+
+def encoder_matrix(
+    params: Params, depth: IntScalar | None = None
+) -> Float[Array, "d d"]:
+    r"""End-to-end encoder $\bar W = W^L \cdots W^1$.
+
+    Args:
+      params: `Params` with `W` of shape `(l, d, d)`.
+      depth: active layers (default all `l`); may be traced.
+
+    Returns:
+      $\bar W$, shape `(d, d)`.
+    """
+    W = params.W
+    active = _active(depth, W.shape[0])
+    out = jnp.eye(W.shape[-1], dtype=W.dtype)
+    for a in range(W.shape[0]):  # depth is small and static: unrolled
+        out = jnp.where(active[a], W[a] @ out, out)
+    return out
+
+
+def encode(
+    params: Params, x: Float[Array, " d"], depth: IntScalar | None = None
+) -> Float[Array, " d"]:
+    r"""Representation $\bar W x$ of one example `x` (shape `(d,)`); `vmap` to batch."""
+    return encoder_matrix(params, depth) @ x
+
+
+def predict(
+    params: Params, x: Float[Array, " d"], depth: IntScalar | None = None
+) -> Float[Array, " d"]:
+    r"""Head output $V \bar W x$ of one example `x` (shape `(d,)`); `vmap` to batch."""
+    return params.V @ encode(params, x, depth)
+
+
+def imbalance(params: Params, depth: IntScalar | None = None) -> Float[Array, ""]:
+    r"""Largest violation of the balancedness conservation laws.
+
+    $\max\big(\max_a \|W^{a+1\top}W^{a+1} - W^a W^{a\top}\|_F,\;
+    \|V^\top V - W^L W^{L\top}\|_F\big)$, zero along gradient flow from a balanced
+    init, for JEPA (with stop-gradient) and MAE alike (claim LSSL-2).
+
+    Args:
+      params: `Params`, `W` of shape `(l, d, d)`.
+      depth: active layers $L$ (default all); may be traced.
+
+    Returns:
+      A non-negative scalar.
+    """
+    W = params.W
+    n = W.shape[0]
+    depth_ = n if depth is None else depth
+    gaps = [jnp.zeros((), W.dtype)]
+    for a in range(n - 1):
+        gap = jnp.linalg.norm(W[a + 1].T @ W[a + 1] - W[a] @ W[a].T)
+        gaps.append(jnp.where(a + 1 < depth_, gap, 0.0))
+    top = W[jnp.asarray(depth_) - 1]
+    gaps.append(jnp.linalg.norm(params.V.T @ params.V - top @ top.T))
+    return jnp.max(jnp.stack(gaps))

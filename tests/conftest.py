@@ -1,0 +1,41 @@
+"""Shared fixtures: a per-test key, float64 opt-in, strict rank promotion, --runslow."""
+
+import zlib
+
+import chex
+import jax
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")  # no silent broadcasting
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="run paper-scale tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="paper-scale; pass --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def key(request):
+    """Seeded from the test id: stable across runs, distinct per test."""
+    return jax.random.key(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def x64():
+    """Float64 inside the test body; arrays made outside it stay float32."""
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _clear_trace_counter():
+    chex.clear_trace_counter()
+    yield
