@@ -202,6 +202,7 @@ def critical_time(
     method: str = "closed_form",
     max_depth: int | None = None,
     n_nodes: int = 96,
+    lr: Scalar | None = None,
 ) -> Float[Array, "*k"]:
     r"""Time for a mode's gain $\bar w$ to reach $p\,\bar w^\infty$ from $\varepsilon$.
 
@@ -223,6 +224,11 @@ def critical_time(
       max_depth: static bound on `depth` (sets the length of the partial-fraction
         sums); required when `depth` is traced.
       n_nodes: quadrature nodes (`method="quadrature"` only).
+      lr: if given, the critical time of gradient descent with this learning rate
+        (time $\eta\cdot$steps) to first order: gradient descent is forward Euler on
+        the per-layer flow $\dot u = f(u)$, whose modified equation
+        $\dot u = f - \tfrac\eta2 f'f$ delays the crossing by
+        $\tfrac\eta2\ln(f(u_p)/f(a)) + O(\eta^2)$ (claim LSSL-14).
 
     Returns:
       Critical times, the broadcast shape, in the chosen time convention.
@@ -239,8 +245,12 @@ def critical_time(
     """
     n_max = _validate(lam, rho, eps, depth, p, max_depth, objective, convention, method)
     dtype = jnp.result_type(as_float(lam), as_float(rho), as_float(eps), as_float(p))
+    if lr is not None:
+        check_positive("lr", lr)
+        lr = jnp.asarray(lr, dtype)
     return _critical_time_jit(
         *(jnp.asarray(v, dtype) for v in (lam, rho, eps, p, depth)),
+        lr,
         objective=objective,
         convention=convention,
         method=method,
@@ -255,8 +265,15 @@ def _round_up(n: int, multiple: int = 8) -> int:
     return -(-n // multiple) * multiple
 
 
+def _per_layer_speed(u, lam, rho, L, objective):
+    # f(u) of the balanced per-layer flow du/dt = f(u).
+    if objective == "jepa":
+        return lam * u ** (2 * L) * (1 - u / rho)
+    return lam * u**L * (1 - u ** (L + 1) / rho)
+
+
 def _critical_time_impl(
-    lam, rho, eps, p, L, *, objective, convention, method, n_max, n_nodes
+    lam, rho, eps, p, L, lr, *, objective, convention, method, n_max, n_nodes
 ):
     lam, rho, eps, p, L = jnp.broadcast_arrays(lam, rho, eps, p, L)
     a = eps ** (1 / L)
@@ -270,6 +287,10 @@ def _critical_time_impl(
         t = _jepa_closed_form(lam, rho, a, u, L, n_max)
     else:
         t = _mae_closed_form(lam, rho, a, u, L, n_max)
+    if lr is not None:
+        f_u = _per_layer_speed(u, lam, rho, L, objective)
+        f_a = _per_layer_speed(a, lam, rho, L, objective)
+        t = t + 0.5 * lr * jnp.log(f_u / f_a)
     # t is in gradient-flow time; the paper's time runs L times longer.
     return t * L if convention == "paper" else t
 

@@ -11,6 +11,7 @@ References:
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, ArrayLike, Float
@@ -234,6 +235,7 @@ def dynamic_ar1(
     return mode_spec(lam, lam / var, var)
 
 
+@jax.jit
 def generalized_modes(
     cov: Covariances,
 ) -> tuple[Float[Array, " k"], Float[Array, " k"], Float[Array, "k k"]]:
@@ -254,7 +256,7 @@ def generalized_modes(
     """
     evals, evecs = jnp.linalg.eigh(cov.xx)
     # xx is positive definite by construction (`covariances` checks it).
-    inv_sqrt = evecs @ jnp.diag(1 / jnp.sqrt(evals)) @ evecs.T
+    inv_sqrt = (evecs / jnp.sqrt(evals)[None]) @ evecs.T
     sym = 0.5 * (cov.yx + cov.yx.T)
     rho, w = jnp.linalg.eigh(inv_sqrt @ sym @ inv_sqrt)
     vecs = inv_sqrt @ w
@@ -265,6 +267,7 @@ def generalized_modes(
     return rho * mu, rho, vecs
 
 
+@jax.jit
 def diagonalization_defect(cov: Covariances) -> Float[Array, ""]:
     r"""How far $\Sigma_{xx}$ and $\Sigma_{yx}$ are from sharing an eigenbasis.
 

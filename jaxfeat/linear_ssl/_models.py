@@ -10,6 +10,7 @@ References:
   Arora et al. 2018, arXiv:1802.06509 (balancedness); claims LSSL-1, LSSL-2.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -43,12 +44,6 @@ def _check_depth(depth, max_depth: int) -> None:
             f"depth: expected at most {max_depth} (the number of stacked layers); "
             f"got {depth!r}"
         )
-
-
-def _scale(eps, depth, dtype):
-    eps = as_float(eps, dtype)
-    check_positive("eps", eps)
-    return eps ** (1.0 / jnp.asarray(depth, eps.dtype))
 
 
 def _active(depth, n_layers: int):
@@ -87,9 +82,16 @@ def init_aligned(
     """
     n_layers = _n_layers(depth, max_depth)
     dtype = default_float(dtype if dtype is not None else _dtype_of(eps))
-    s = _scale(eps, depth, dtype)
-    eye = jnp.eye(d, dtype=dtype)
-    layer_scale = jnp.where(_active(depth, n_layers), s, jnp.ones((), dtype))
+    eps = as_float(eps, dtype)
+    check_positive("eps", eps)
+    return _init_aligned(eps, jnp.asarray(depth), d=d, n_layers=n_layers)
+
+
+@functools.partial(jax.jit, static_argnames=("d", "n_layers"))
+def _init_aligned(eps, depth, *, d, n_layers):
+    s = eps ** (1.0 / depth.astype(eps.dtype))
+    eye = jnp.eye(d, dtype=eps.dtype)
+    layer_scale = jnp.where(_active(depth, n_layers), s, jnp.ones((), eps.dtype))
     W = layer_scale[:, None, None] * eye[None]
     return Params(W=W, V=s * eye)
 
@@ -117,7 +119,7 @@ def _n_layers(depth, max_depth):
 
 def _haar_orthogonal(key, d, dtype):
     q, r = jnp.linalg.qr(jax.random.normal(key, (d, d), dtype))
-    return q * jnp.sign(jnp.diagonal(r))  # sign fix makes Q Haar-distributed
+    return q * jnp.sign(jnp.diagonal(r))[None]  # sign fix makes Q Haar-distributed
 
 
 def init_orthogonal(
@@ -151,14 +153,22 @@ def init_orthogonal(
     """
     n_layers = _n_layers(depth, max_depth)
     dtype = default_float(dtype if dtype is not None else _dtype_of(eps))
-    s = _scale(eps, depth, dtype)
+    eps = as_float(eps, dtype)
+    check_positive("eps", eps)
+    return _init_orthogonal(key, eps, jnp.asarray(depth), d=d, n_layers=n_layers)
+
+
+@functools.partial(jax.jit, static_argnames=("d", "n_layers"))
+def _init_orthogonal(key, eps, depth, *, d, n_layers):
+    s = eps ** (1.0 / depth.astype(eps.dtype))
     keys = jax.random.split(key, n_layers + 1)
-    U = jax.vmap(lambda k: _haar_orthogonal(k, d, dtype))(keys)
-    eye = jnp.eye(d, dtype=dtype)
+    U = jax.vmap(lambda k: _haar_orthogonal(k, d, eps.dtype))(keys)
+    eye = jnp.eye(d, dtype=eps.dtype)
     W = jnp.where(_active(depth, n_layers)[:, None, None], s * U[:-1], eye[None])
     return Params(W=W, V=s * U[-1])
 
 
+@jax.jit
 def encoder_matrix(
     params: Params, depth: IntScalar | None = None
 ) -> Float[Array, "d d"]:
@@ -179,6 +189,7 @@ def encoder_matrix(
     return out
 
 
+@jax.jit
 def encode(
     params: Params, x: Float[Array, " d"], depth: IntScalar | None = None
 ) -> Float[Array, " d"]:
@@ -186,6 +197,7 @@ def encode(
     return encoder_matrix(params, depth) @ x
 
 
+@jax.jit
 def predict(
     params: Params, x: Float[Array, " d"], depth: IntScalar | None = None
 ) -> Float[Array, " d"]:
@@ -193,6 +205,7 @@ def predict(
     return params.V @ encode(params, x, depth)
 
 
+@jax.jit
 def imbalance(params: Params, depth: IntScalar | None = None) -> Float[Array, ""]:
     r"""Largest violation of the balancedness conservation laws.
 

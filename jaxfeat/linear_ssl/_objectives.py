@@ -12,6 +12,8 @@ References:
   Littwin et al. 2024, arXiv:2407.03475, Sec. 3 (objectives); claim LSSL-13.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -29,6 +31,7 @@ def _target(params, depth, target_W):
     return jax.lax.stop_gradient(encoder_matrix(tgt, depth))
 
 
+@jax.jit
 def jepa_population_loss(
     params: Params,
     cov: Covariances,
@@ -64,6 +67,7 @@ def jepa_population_loss(
     )
 
 
+@jax.jit
 def mae_population_loss(
     params: Params, cov: Covariances, *, depth: IntScalar | None = None
 ) -> Float[Array, ""]:
@@ -85,6 +89,7 @@ def mae_population_loss(
     )
 
 
+@jax.jit
 def jepa_loss(
     params: Params,
     x: Float[Array, "n d"],
@@ -114,6 +119,7 @@ def jepa_loss(
     return 0.5 * jnp.mean(jnp.sum(resid**2, axis=-1))
 
 
+@jax.jit
 def mae_loss(
     params: Params,
     x: Float[Array, "n d"],
@@ -137,6 +143,7 @@ def mae_loss(
     return 0.5 * jnp.mean(jnp.sum(resid**2, axis=-1))
 
 
+@functools.partial(jax.jit, static_argnames=("objective",))
 def population_loss(
     params: Params,
     cov: Covariances,

@@ -5,6 +5,8 @@ References:
   theory/linear_ssl.md, claim LSSL-12.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
@@ -36,10 +38,15 @@ def sample_views(
       NumPy equivalent: `numpy.random.Generator.multivariate_normal`.
     """
     check_int_at_least("n", n, 1)
+    return _sample_views(key, cov, n)
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def _sample_views(key, cov, n):
     d = cov.xx.shape[0]
     joint = jnp.block([[cov.xx, cov.yx.T], [cov.yx, cov.yy]])
     evals, evecs = jnp.linalg.eigh(joint)
-    root = evecs * jnp.sqrt(jnp.clip(evals, 0.0))  # joint = root @ root.T
+    root = evecs * jnp.sqrt(jnp.clip(evals, 0.0))[None]  # joint = root @ root.T
     z = jax.random.normal(key, (n, 2 * d), dtype=cov.xx.dtype)
     xy = z @ root.T
     return xy[:, :d], xy[:, d:]
@@ -68,11 +75,16 @@ def sample_static_two_view(
     check_positive("gamma", gamma)
     check_positive("noise_var", noise_var, strict=False)
     check_int_at_least("n", n, 1)
+    return _sample_static(key, gamma, noise_var, n)
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def _sample_static(key, gamma, noise_var, n):
     kz, kx, ky = jax.random.split(key, 3)
     shape = (n, gamma.shape[0])
-    z = jnp.sqrt(gamma) * jax.random.normal(kz, shape, gamma.dtype)
-    x = z + jnp.sqrt(noise_var) * jax.random.normal(kx, shape, gamma.dtype)
-    y = z + jnp.sqrt(noise_var) * jax.random.normal(ky, shape, gamma.dtype)
+    z = jnp.sqrt(gamma)[None] * jax.random.normal(kz, shape, gamma.dtype)
+    x = z + jnp.sqrt(noise_var)[None] * jax.random.normal(kx, shape, gamma.dtype)
+    y = z + jnp.sqrt(noise_var)[None] * jax.random.normal(ky, shape, gamma.dtype)
     return x, y
 
 
@@ -106,17 +118,22 @@ def sample_dynamic_ar1(
     check_positive("state_var", state_var)
     check_positive("noise_var", noise_var, strict=False)
     check_int_at_least("n_steps", n_steps, 2)
+    return _sample_dynamic(key, ar, state_var, noise_var, n_steps)
+
+
+@functools.partial(jax.jit, static_argnames=("n_steps",))
+def _sample_dynamic(key, ar, state_var, noise_var, n_steps):
     k0, ke, kn = jax.random.split(key, 3)
     shape = (n_steps, ar.shape[0])
     z0 = jnp.sqrt(state_var) * jax.random.normal(k0, ar.shape, ar.dtype)
-    innov = jnp.sqrt(state_var * (1 - ar**2)) * jax.random.normal(ke, shape, ar.dtype)
+    scale = jnp.sqrt(state_var * (1 - ar**2))[None]
+    innov = scale * jax.random.normal(ke, shape, ar.dtype)
 
     def step(z, e):
-        z_next = ar * z + e
-        return z_next, z
+        return ar * z + e, z
 
     _, z = jax.lax.scan(step, z0, innov)
-    return z + jnp.sqrt(noise_var) * jax.random.normal(kn, shape, ar.dtype)
+    return z + jnp.sqrt(noise_var)[None] * jax.random.normal(kn, shape, ar.dtype)
 
 
 def empirical_covariances(

@@ -1,0 +1,68 @@
+"""Deep linear encoder and its inits."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxfeat import linear_ssl as ls
+from jaxfeat._src.testing import assert_close
+
+
+def test_aligned_init_scale(x64):
+    p = ls.init_aligned(1e-3, d=3, depth=3)
+    assert_close(ls.encoder_matrix(p), 1e-3 * jnp.eye(3))
+    assert_close(p.V, 0.1 * jnp.eye(3))
+    assert float(ls.imbalance(p)) == 0.0
+
+
+def test_orthogonal_init_is_balanced_and_orthogonal(key, x64):
+    p = ls.init_orthogonal(key, 1e-2, d=4, depth=3)
+    s = 1e-2 ** (1 / 3)
+    for W in p.W:
+        assert_close(W @ W.T, s**2 * jnp.eye(4), kind="factorization")
+    assert float(ls.imbalance(p)) < 1e-14
+    sv = jnp.linalg.svd(ls.encoder_matrix(p), compute_uv=False)
+    assert_close(sv, jnp.full(4, 1e-2), kind="factorization")
+
+
+def test_depth_mask_equals_shallower_stack(key, x64):
+    deep = ls.init_orthogonal(key, 1e-2, d=3, depth=2, max_depth=5)
+    assert_close(deep.W[2:], jnp.broadcast_to(jnp.eye(3), (3, 3, 3)))
+    shallow = ls.Params(W=deep.W[:2], V=deep.V)
+    assert_close(ls.encoder_matrix(deep, 2), ls.encoder_matrix(shallow))
+    assert_close(ls.imbalance(deep, 2), ls.imbalance(shallow))
+    x = jnp.arange(3.0)
+    assert_close(ls.predict(deep, x, 2), shallow.V @ shallow.W[1] @ shallow.W[0] @ x)
+
+
+def test_traced_depth_init_matches_static():
+    f = jax.vmap(lambda L: ls.init_aligned(1e-2, d=2, depth=L, max_depth=4))
+    batched = f(jnp.arange(1, 5))
+    for i, L in enumerate(range(1, 5)):
+        one = ls.init_aligned(1e-2, d=2, depth=L, max_depth=4)
+        assert_close(batched.W[i], one.W)
+        np.testing.assert_allclose(
+            ls.encoder_matrix(one, L), 1e-2 * np.eye(2), rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        (dict(eps=0.0), ValueError, "eps"),
+        (dict(eps=float("nan")), ValueError, "eps"),
+        (dict(depth=0), ValueError, "depth"),
+        (dict(depth=3, max_depth=2), ValueError, "depth"),
+    ],
+)
+def test_init_bad_input(kwargs, exc, match):
+    args = dict(eps=1e-2, d=2, depth=2)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        ls.init_aligned(args.pop("eps"), **args)
+
+
+def test_traced_depth_needs_max_depth():
+    with pytest.raises(TypeError, match="max_depth"):
+        jax.vmap(lambda L: ls.init_aligned(1e-2, d=2, depth=L))(jnp.arange(1, 3))
