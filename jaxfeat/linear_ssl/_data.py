@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, ArrayLike, Float
 
@@ -96,10 +97,10 @@ def mode_spec(
     check_positive("lam", lam)
     check_positive("rho", rho)
     if y_var is None:
-        if is_concrete(rho) and bool(jnp.any(rho > 1)):
+        if is_concrete(rho) and np.any(np.asarray(rho) > 1):
             raise ValueError(
                 "y_var: the default E[y^2] = lam/rho (shared marginals) needs rho <= 1;"
-                f" got max rho {float(jnp.max(rho))!r}. Pass y_var >= lam * rho."
+                f" got max rho {float(np.max(rho))!r}. Pass y_var >= lam * rho."
             )
         y_var = lam / rho
     y_var = as_float(y_var, lam.dtype)
@@ -109,8 +110,8 @@ def mode_spec(
         )
     check_finite("y_var", y_var)
     if is_concrete((lam, rho, y_var)):
-        need = lam * rho
-        if bool(jnp.any(y_var < need * (1 - 1e-6))):
+        need = np.asarray(lam) * np.asarray(rho)
+        if np.any(np.asarray(y_var) < need * (1 - 1e-6)):
             raise ValueError(
                 "y_var: joint covariance not PSD, expected y_var >= lam * rho per mode;"
                 f" got y_var={y_var.tolist()} vs lam*rho={need.tolist()}"
@@ -167,7 +168,8 @@ def covariances(
     check_psd("xx", xx, strict=True)
     check_psd("yy", yy)
     if is_concrete((xx, yx, yy)):
-        joint = jnp.block([[xx, yx.T], [yx, yy]])
+        xx_, yx_, yy_ = (np.asarray(m) for m in (xx, yx, yy))
+        joint = np.block([[xx_, yx_.T], [yx_, yy_]])
         check_psd("covariances (joint [[xx, xy], [yx, yy]])", joint)
     return Covariances(xx, yx, yy)
 

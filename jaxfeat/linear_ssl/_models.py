@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float
 
@@ -39,7 +40,7 @@ def _check_depth(depth, max_depth: int) -> None:
     if depth is None:
         return
     check_int_at_least("depth", depth, 1)
-    if is_concrete(depth) and int(jnp.max(jnp.asarray(depth))) > max_depth:
+    if is_concrete(depth) and int(np.max(np.asarray(depth))) > max_depth:
         raise ValueError(
             f"depth: expected at most {max_depth} (the number of stacked layers); "
             f"got {depth!r}"

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
+from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import check_choice, check_int_at_least
 from jaxfeat._src.typing import Depth, Scalar
 
@@ -32,7 +33,7 @@ OBJECTIVES = ("jepa", "mae")
 CONVENTIONS = ("gradient_flow", "paper")
 
 
-def time_scale(depth: Depth | Scalar, convention: str) -> Array | float:
+def time_scale(depth: Depth | Scalar, convention: str) -> Array | float | int:
     r"""$\kappa_L$: $L$ for `"gradient_flow"` time, 1 for the paper's time.
 
     A duration in gradient-flow time times $L$ is the same duration in paper time:
@@ -245,13 +246,18 @@ def integrate_mode(
     """
     check_choice("objective", objective, OBJECTIVES)
     check_choice("convention", convention, CONVENTIONS)
+    dtype = jnp.result_type(as_float(lam), as_float(rho), as_float(eps))
     lam, rho, eps = jnp.broadcast_arrays(
-        jnp.asarray(lam), jnp.asarray(rho), jnp.asarray(eps)
+        *(jnp.asarray(v, dtype) for v in (lam, rho, eps))
     )
     rhs = lambda w: end_to_end_rhs(
         w, lam, rho, depth, objective=objective, convention=convention
     )
     t, w = integrate_rk4(
-        rhs, eps, dt=t_max / n_steps, n_steps=n_steps, log_every=log_every
+        rhs,
+        eps,
+        dt=jnp.asarray(t_max, dtype) / n_steps,
+        n_steps=n_steps,
+        log_every=log_every,
     )
     return t, w, jax.vmap(rhs)(w)
