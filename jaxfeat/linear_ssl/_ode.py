@@ -66,6 +66,8 @@ def mode_rhs(
       `(du, dv)`, each of the broadcast shape.
     """
     check_choice("objective", objective, OBJECTIVES)
+    dtype = jnp.result_type(*(as_float(a) for a in (u, v, lam, rho)))
+    u, v, lam, rho = (jnp.asarray(a, dtype) for a in (u, v, lam, rho))
     sigma2 = lam / rho
     if objective == "jepa":
         err = lam - sigma2 * v
@@ -101,6 +103,8 @@ def end_to_end_rhs(
     """
     check_choice("objective", objective, OBJECTIVES)
     kappa = time_scale(depth, convention)
+    dtype = jnp.result_type(*(as_float(a) for a in (wbar, lam, rho)))
+    wbar, lam, rho = (jnp.asarray(a, dtype) for a in (wbar, lam, rho))
     root = wbar ** (1.0 / depth)  # the per-layer value u
     if objective == "jepa":
         return kappa * lam * wbar ** (3 - 1.0 / depth) * (1 - root / rho)
