@@ -21,12 +21,14 @@ them in order of covariance $\lambda$ (Littwin et al. 2024, arXiv:2407.03475).
 | `integrate_rk4`, `integrate_mode`, `first_crossing_time` | fixed-step integration, crossing times |
 | `FixedPoint`, `fixed_point` | fixed points $\rho^L$ (JEPA), $\rho^{L/(L+1)}$ (MAE) |
 | `critical_time`, `critical_time_laurent` | exact and Laurent-form critical times |
+| `learning_curve` | exact per-mode learning curves from the closed form |
 """
 
 from jaxfeat.linear_ssl._critical import FixedPoint as FixedPoint
 from jaxfeat.linear_ssl._critical import critical_time as critical_time
 from jaxfeat.linear_ssl._critical import critical_time_laurent as critical_time_laurent
 from jaxfeat.linear_ssl._critical import fixed_point as fixed_point
+from jaxfeat.linear_ssl._critical import learning_curve as learning_curve
 from jaxfeat.linear_ssl._data import Covariances as Covariances
 from jaxfeat.linear_ssl._data import ModeSpec as ModeSpec
 from jaxfeat.linear_ssl._data import covariances as covariances
@@ -96,6 +98,7 @@ __all__ = [
     "integrate_rk4",
     "jepa_loss",
     "jepa_population_loss",
+    "learning_curve",
     "mae_loss",
     "mae_population_loss",
     "mode_rhs",

@@ -361,3 +361,56 @@ def _laurent_impl(lam, rho, eps, L, *, convention, n_max):
 
 
 _laurent_jit = jax.jit(_laurent_impl, static_argnames=("convention", "n_max"))
+
+
+def learning_curve(
+    lam: Float[ArrayLike, "*k"],
+    rho: Float[ArrayLike, "*k"],
+    eps: Scalar,
+    depth: int,
+    *,
+    objective: str,
+    n_points: int = 256,
+    p_max: float = 0.995,
+    convention: str = "gradient_flow",
+) -> tuple[Float[Array, "*k t"], Float[Array, "*k t"]]:
+    r"""Exact learning curves $\bar w(t)/\bar w^\infty$ of balanced modes.
+
+    The closed-form critical time inverts the trajectory: evaluating it at fractions
+    $p$ from just above $\varepsilon/\bar w^\infty$ to `p_max` traces each curve with
+    no ODE integration.
+
+    Args:
+      lam: $\lambda$ per mode, shape `(*k,)`.
+      rho: $\rho$ per mode, broadcastable.
+      eps: init scale $\varepsilon$.
+      depth: encoder depth $L$.
+      objective: `"jepa"` or `"mae"`.
+      n_points: points per curve.
+      p_max: last fraction of the asymptote, in $(0, 1)$.
+      convention: `"gradient_flow"` or `"paper"`.
+
+    Returns:
+      `(t, frac)`, each of shape `(*k, n_points)`: times and the fractions
+      $\bar w(t)/\bar w^\infty$ reached at them (geometric in $p$ near the start).
+    """
+    check_in_range("p_max", p_max, 0.0, 1.0)
+    lam, rho = jnp.broadcast_arrays(as_float(lam), as_float(rho))
+    w_inf = fixed_point(rho, depth, objective=objective).wbar
+    p0 = eps / w_inf
+    if is_concrete(p0) and np.any(np.asarray(p0) >= p_max):
+        raise ValueError(f"eps: expected eps < p_max * wbar_inf; got eps={eps!r}")
+    s = jnp.linspace(0.0, 1.0, n_points, dtype=lam.dtype)
+    # Geometric from p0 (1 + 1e-6) to p_max: resolves both the slow start and the rise.
+    lo = jnp.log(p0 * (1 + 1e-6))[..., None]
+    frac = jnp.exp(lo + (jnp.log(p_max) - lo) * _row(s, lam.ndim))
+    t = critical_time(
+        lam[..., None],
+        rho[..., None],
+        eps,
+        depth,
+        objective=objective,
+        p=frac,
+        convention=convention,
+    )
+    return t, frac
