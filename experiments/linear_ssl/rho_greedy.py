@@ -35,7 +35,7 @@ class Config:
 
 
 SCALES = {
-    "smoke": Config(depths=(1, 4), ode_steps=2_000),
+    "smoke": Config(depths=(1, 4)),
     "default": Config(),
     "paper": Config(ode_steps=50_000),
 }

@@ -49,13 +49,13 @@ class FixedPoint(NamedTuple):
       u: per-layer encoder value $u^\infty$.
     """
 
-    wbar: Float[Array, "*k"]
-    v: Float[Array, "*k"]
-    u: Float[Array, "*k"]
+    wbar: Float[Array, "..."]
+    v: Float[Array, "..."]
+    u: Float[Array, "..."]
 
 
 def fixed_point(
-    rho: Float[ArrayLike, "*k"], depth: Depth, *, objective: str
+    rho: Float[ArrayLike, "..."], depth: Depth, *, objective: str
 ) -> FixedPoint:
     r"""Stable fixed point of gradient flow for one mode.
 
@@ -191,19 +191,19 @@ def _quadrature(lam, rho, a, u, L, objective, n_nodes):
 
 
 def critical_time(
-    lam: Float[ArrayLike, "*k"],
-    rho: Float[ArrayLike, "*k"],
-    eps: Float[ArrayLike, "*k"],
+    lam: Float[ArrayLike, "..."],
+    rho: Float[ArrayLike, "..."],
+    eps: Float[ArrayLike, "..."],
     depth: Depth,
     *,
     objective: str,
-    p: Scalar | Float[ArrayLike, "*k"] = 0.5,
+    p: Scalar | Float[ArrayLike, "..."] = 0.5,
     convention: str = "gradient_flow",
     method: str = "closed_form",
     max_depth: int | None = None,
     n_nodes: int = 96,
     lr: Scalar | None = None,
-) -> Float[Array, "*k"]:
+) -> Float[Array, "..."]:
     r"""Time for a mode's gain $\bar w$ to reach $p\,\bar w^\infty$ from $\varepsilon$.
 
     Every argument broadcasts, so a whole $(\lambda, \rho, \varepsilon, L, p)$ grid is
@@ -302,14 +302,14 @@ _critical_time_jit = jax.jit(
 
 
 def critical_time_laurent(
-    lam: Float[ArrayLike, "*k"],
-    rho: Float[ArrayLike, "*k"],
-    eps: Float[ArrayLike, "*k"],
+    lam: Float[ArrayLike, "..."],
+    rho: Float[ArrayLike, "..."],
+    eps: Float[ArrayLike, "..."],
     depth: Depth,
     *,
     convention: str = "gradient_flow",
     max_depth: int | None = None,
-) -> Float[Array, "*k"]:
+) -> Float[Array, "..."]:
     r"""JEPA critical time by the paper's Laurent sum (leading terms only).
 
     $t^*_{paper} \approx \frac1\lambda\sum_{n=1}^{2L-1}
@@ -364,8 +364,8 @@ _laurent_jit = jax.jit(_laurent_impl, static_argnames=("convention", "n_max"))
 
 
 def learning_curve(
-    lam: Float[ArrayLike, "*k"],
-    rho: Float[ArrayLike, "*k"],
+    lam: Float[ArrayLike, "..."],
+    rho: Float[ArrayLike, "..."],
     eps: Scalar,
     depth: int,
     *,
@@ -373,7 +373,7 @@ def learning_curve(
     n_points: int = 256,
     p_max: float = 0.995,
     convention: str = "gradient_flow",
-) -> tuple[Float[Array, "*k t"], Float[Array, "*k t"]]:
+) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
     r"""Exact learning curves $\bar w(t)/\bar w^\infty$ of balanced modes.
 
     The closed-form critical time inverts the trajectory: evaluating it at fractions

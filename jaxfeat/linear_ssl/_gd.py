@@ -234,7 +234,7 @@ def run_gd(
 def sweep_gd(
     state: GDState,
     cov: Covariances,
-    lr: Float[Array, " s"],
+    lr: Float[Array, " s"] | Scalar,
     *,
     cfg: GDConfig,
     n_chunks: int = 1,

@@ -44,14 +44,14 @@ def time_scale(depth: Depth | Scalar, convention: str) -> Array | float | int:
 
 
 def mode_rhs(
-    u: Float[ArrayLike, "*k"],
-    v: Float[ArrayLike, "*k"],
-    lam: Float[ArrayLike, "*k"],
-    rho: Float[ArrayLike, "*k"],
+    u: Float[ArrayLike, "..."],
+    v: Float[ArrayLike, "..."],
+    lam: Float[ArrayLike, "..."],
+    rho: Float[ArrayLike, "..."],
     depth: Depth,
     *,
     objective: str,
-) -> tuple[Float[Array, "*k"], Float[Array, "*k"]]:
+) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
     r"""Per-layer gradient-flow velocities $(\dot u, \dot v)$ of one mode.
 
     Args:
@@ -77,14 +77,14 @@ def mode_rhs(
 
 
 def end_to_end_rhs(
-    wbar: Float[ArrayLike, "*k"],
-    lam: Float[ArrayLike, "*k"],
-    rho: Float[ArrayLike, "*k"],
+    wbar: Float[ArrayLike, "..."],
+    lam: Float[ArrayLike, "..."],
+    rho: Float[ArrayLike, "..."],
     depth: Depth,
     *,
     objective: str,
     convention: str = "gradient_flow",
-) -> Float[Array, "*k"]:
+) -> Float[Array, "..."]:
     r"""Velocity $\dot{\bar w}$ of the end-to-end gain of one balanced mode.
 
     Args:
@@ -218,9 +218,9 @@ def first_crossing_time(
 
 
 def integrate_mode(
-    lam: Float[ArrayLike, "*k"],
-    rho: Float[ArrayLike, "*k"],
-    eps: Float[ArrayLike, "*k"],
+    lam: Float[ArrayLike, "..."],
+    rho: Float[ArrayLike, "..."],
+    eps: Float[ArrayLike, "..."],
     depth: Depth,
     *,
     objective: str,
@@ -228,7 +228,7 @@ def integrate_mode(
     n_steps: int,
     log_every: int = 1,
     convention: str = "gradient_flow",
-) -> tuple[Float[Array, " t"], Float[Array, " t *k"], Float[Array, " t *k"]]:
+) -> tuple[Float[Array, " t"], Float[Array, "..."], Float[Array, "..."]]:
     r"""Integrates the end-to-end ODE of balanced modes from $\bar w(0) = \varepsilon$.
 
     RK4 with `n_steps` fixed steps of size `t_max / n_steps` (`integrate_rk4`).

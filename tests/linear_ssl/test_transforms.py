@@ -275,6 +275,15 @@ CASES = {
         None,
         {},
     ),
+    "learning_curve": lambda: (
+        lambda lam, rho: ls.learning_curve(
+            lam, rho, 1e-3, 2, objective="mae", n_points=8
+        ),
+        (_vec(2), _vec(2)),
+        (_vec(B, 2), _vec(B, 2, seed=1)),
+        None,
+        {},
+    ),
     "critical_time_laurent": lambda: (
         lambda lam, rho, L: ls.critical_time_laurent(lam, rho, 1e-3, L, max_depth=4),
         (_vec(2), _vec(2), jnp.asarray(3)),

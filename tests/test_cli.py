@@ -1,0 +1,95 @@
+"""`jaxfeat list` / `jaxfeat reproduce`: resume, --force, REPORT.md, determinism."""
+
+import dataclasses
+import json
+
+from experiments import _runner
+from jaxfeat import _cli
+
+NAME = "depth_amplification"  # the cheapest experiment (closed forms only)
+
+
+def _reproduce(tmp_path, *extra):
+    return _cli.main(
+        [
+            "reproduce",
+            NAME,
+            "--scale",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            *extra,
+        ]
+    )
+
+
+def test_list(capsys):
+    assert _cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in _runner.discover():
+        assert name in out
+
+
+def test_reproduce_resume_force_and_report(tmp_path, capsys):
+    assert _reproduce(tmp_path) == 0
+    res = tmp_path / "linear_ssl" / NAME / "results.json"
+    first = json.loads(res.read_text())
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| LSSL-7.ratio |" in report and "PASS" in report
+    assert f"linear_ssl/{NAME}/figure.png" in report
+    capsys.readouterr()
+    assert _reproduce(tmp_path) == 0  # same config and code: skipped
+    assert "up to date, skipped" in capsys.readouterr().out
+    assert json.loads(res.read_text())["wall_time_s"] == first["wall_time_s"]
+    assert _reproduce(tmp_path, "--force") == 0
+    assert "up to date" not in capsys.readouterr().out
+
+
+def test_same_seed_same_numbers(tmp_path):
+    exp = _runner.discover()["static_noisy_feature"]  # uses the key (sampling, SGD)
+    runs = [
+        exp.main(
+            [
+                "--smoke",
+                "--no-progress",
+                "--seed",
+                "3",
+                "--out-dir",
+                str(tmp_path / str(i)),
+            ]
+        )
+        for i in range(2)
+    ]
+    assert runs[0]["metrics"] == runs[1]["metrics"]
+    other = exp.main(
+        [
+            "--smoke",
+            "--no-progress",
+            "--seed",
+            "4",
+            "--out-dir",
+            str(tmp_path / "other"),
+        ]
+    )
+    assert other["metrics"] != runs[0]["metrics"]
+
+
+def test_unknown_experiment_is_an_error(tmp_path):
+    assert _cli.main(["reproduce", "no_such_experiment", "--out", str(tmp_path)]) == 2
+
+
+def test_failed_check_sets_exit_code(tmp_path):
+    exp = _runner.discover()[NAME]
+    real_run = exp.run
+
+    def broken(cfg, key, progress=True):
+        out = real_run(cfg, key, progress)
+        for c in out.claims:
+            if c.kind == "check":
+                c.passed = False
+        return out
+
+    broken_exp = dataclasses.replace(exp, run=broken)
+    assert broken_exp.cli(["--smoke", "--no-progress", "--out-dir", str(tmp_path)]) == 1
+    assert exp.cli(["--smoke", "--no-progress", "--out-dir", str(tmp_path)]) == 0

@@ -1,0 +1,36 @@
+"""Every registered experiment runs at smoke scale, writes valid results and passes."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from experiments._runner import discover
+
+REGISTRY = discover()
+CLAIM_KEYS = {"id", "kind", "statement", "passed", "measured", "expected"}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_smoke_run(name, tmp_path):
+    exp = REGISTRY[name]
+    results = exp.main(["--smoke", "--no-progress", "--out-dir", str(tmp_path)])
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["experiment"] == name == results["experiment"]
+    for key in ("config", "environment", "metrics", "claims"):
+        assert key in on_disk
+    for key in ("jax", "backend", "device"):
+        assert key in on_disk["environment"]
+    assert on_disk["claims"], "every experiment records claims"
+    prefix = {"linear_ssl": "LSSL-", "ntk": "NTK-", "kan": "KAN-", "influence": "INF-"}
+    for claim in on_disk["claims"]:
+        assert CLAIM_KEYS <= set(claim)
+        assert claim["kind"] in ("check", "finding")
+        assert claim["id"].startswith(prefix[exp.pillar])
+    checked = [c for c in on_disk["claims"] if c["kind"] == "check" and c["checked"]]
+    assert checked, "every experiment checks at least one claim at smoke scale"
+    failed = [c["id"] for c in checked if not c["passed"]]
+    assert not failed, f"checks failed: {failed}"
+    with Image.open(tmp_path / "figure.png") as im:
+        assert im.size[0] > 200 and im.size[1] > 100
+    assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
