@@ -47,7 +47,7 @@ def test_reproduce_resume_force_and_report(tmp_path, capsys):
 
 
 def test_same_seed_same_numbers(tmp_path):
-    exp = _runner.discover()["static_noisy_feature"]  # uses the key (sampling, SGD)
+    exp = _runner.discover()["dynamic_slow_feature"]  # uses the key (sampling)
     runs = [
         exp.main(
             [
