@@ -16,6 +16,7 @@ them in order of covariance $\lambda$ (Littwin et al. 2024, arXiv:2407.03475).
 | `encoder_matrix`, `encode`, `predict`, `imbalance` | model functions |
 | `jepa_loss`, `mae_loss` | minibatch objectives |
 | `jepa_population_loss`, `mae_population_loss`, `population_loss` | population objectives |
+| `population_gradients` | their closed-form (semi-)gradients |
 | `GDConfig`, `GDState`, `GDLog`, `init_gd`, `simulate_gd`, `run_gd`, `sweep_gd` | full-matrix gradient descent |
 | `mode_rhs`, `end_to_end_rhs`, `time_scale` | per-mode ODE right-hand sides |
 | `integrate_rk4`, `integrate_mode`, `first_crossing_time` | fixed-step integration, crossing times |
@@ -56,6 +57,9 @@ from jaxfeat.linear_ssl._objectives import jepa_loss as jepa_loss
 from jaxfeat.linear_ssl._objectives import jepa_population_loss as jepa_population_loss
 from jaxfeat.linear_ssl._objectives import mae_loss as mae_loss
 from jaxfeat.linear_ssl._objectives import mae_population_loss as mae_population_loss
+from jaxfeat.linear_ssl._objectives import (
+    population_gradients as population_gradients,
+)
 from jaxfeat.linear_ssl._objectives import population_loss as population_loss
 from jaxfeat.linear_ssl._ode import end_to_end_rhs as end_to_end_rhs
 from jaxfeat.linear_ssl._ode import first_crossing_time as first_crossing_time
@@ -104,6 +108,7 @@ __all__ = [
     "mode_rhs",
     "mode_spec",
     "population_covariances",
+    "population_gradients",
     "population_loss",
     "predict",
     "run_gd",

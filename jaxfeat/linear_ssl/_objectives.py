@@ -179,3 +179,55 @@ def _check_pair(x, y):
             f"y: expected shape {x.shape} (that of x, which must be (n, d)); "
             f"got x {x.shape}, y {y.shape}"
         )
+
+
+@functools.partial(jax.jit, static_argnames=("objective",))
+def population_gradients(
+    params: Params,
+    cov: Covariances,
+    *,
+    objective: str,
+    depth: IntScalar | None = None,
+    target_W: Float[Array, "l d d"] | None = None,
+) -> Params:
+    r"""Closed-form (semi-)gradients of the population objectives.
+
+    With $G = V\bar W\Sigma_{xx} - T\Sigma_{yx}$ ($T = \mathrm{sg}(\bar W_{tgt})$ for
+    JEPA, $T = I$ for MAE): $\nabla_V = G\bar W^\top$ and
+    $\nabla_{W^a} = (W^L\cdots W^{a+1})^\top V^\top G\,(W^{a-1}\cdots W^1)^\top$.
+    Equal to `jax.grad(population_loss)` but skips the loss's forward pass; about
+    $4L + 5$ matrix products. Inactive layers (index $\ge$ `depth`) get zero gradient.
+
+    Args:
+      params: encoder layers `W` `(l, d, d)` and head `V` `(d, d)`.
+      cov: covariances, each `(d, d)`.
+      objective: `"jepa"` or `"mae"`.
+      depth: active encoder layers (default all).
+      target_W: JEPA target layers; default the online ones.
+
+    Returns:
+      Gradients as a `Params` pytree.
+
+    References:
+      Littwin et al. 2024, arXiv:2407.03475, Sec. 3; spec section 1.2; claim LSSL-13.
+    """
+    check_choice("objective", objective, OBJECTIVES)
+    W, V = params.W, params.V
+    n = W.shape[0]
+    active = jnp.ones((n,), bool) if depth is None else jnp.arange(n) < depth
+    below = [jnp.eye(V.shape[0], dtype=V.dtype)]  # W^{a-1} ... W^1 for layer a
+    for a in range(n):
+        below.append(jnp.where(active[a], W[a] @ below[-1], below[-1]))
+    Wb = below[-1]
+    if objective == "jepa":
+        T = Wb if target_W is None else encoder_matrix(Params(target_W, V), depth)
+        G = V @ Wb @ cov.xx - jax.lax.stop_gradient(T) @ cov.yx
+    else:
+        G = V @ Wb @ cov.xx - cov.yx
+    grad_Wb = V.T @ G
+    above = jnp.eye(V.shape[0], dtype=V.dtype)  # W^L ... W^{a+1} for layer a
+    grads = [None] * n
+    for a in range(n - 1, -1, -1):
+        grads[a] = jnp.where(active[a], above.T @ grad_Wb @ below[a].T, 0.0)
+        above = jnp.where(active[a], above @ W[a], above)
+    return Params(W=jnp.stack(grads), V=G @ Wb.T)

@@ -113,3 +113,19 @@ def test_bad_input(key):
     x = jnp.ones((4, 3))
     with pytest.raises((ValueError, TypeError), match="y"):
         ls.jepa_loss(params, x, jnp.ones((5, 3)))
+
+
+@pytest.mark.parametrize("objective", ["jepa", "mae"])
+def test_population_gradients_equal_autodiff(key, x64, objective):
+    params, cov = _random_problem(key, d=3, depth=4)
+    for depth in (None, 2):
+        auto = jax.grad(ls.population_loss)(
+            params, cov, objective=objective, depth=depth
+        )
+        closed = ls.population_gradients(params, cov, objective=objective, depth=depth)
+        assert_close(closed, auto)
+    if objective == "jepa":  # with a separate (EMA) target encoder
+        tgt = params.W * 1.1
+        auto = jax.grad(ls.jepa_population_loss)(params, cov, target_W=tgt)
+        closed = ls.population_gradients(params, cov, objective="jepa", target_W=tgt)
+        assert_close(closed, auto)

@@ -189,6 +189,13 @@ CASES = {
         None,
         {"objective": "jepa"},
     ),
+    "population_gradients": lambda: (
+        ls.population_gradients,
+        (_params(), _cov()),
+        (_params_batch(), _covs()),
+        None,
+        {"objective": "mae"},
+    ),
     "jepa_loss": lambda: (
         ls.jepa_loss,
         (_params(), *_xy()),

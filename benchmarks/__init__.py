@@ -1,0 +1,1 @@
+"""Benchmarks: each script compares jaxfeat with a reference in the same run."""
