@@ -10,6 +10,7 @@ directory and returns the results dict; `Experiment.cli(argv)` also sets the exi
 import argparse
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -149,6 +150,30 @@ def register(exp: Experiment) -> Experiment:
     return exp
 
 
+def register_module(module_name: str) -> Experiment:
+    """Registers the experiment defined by a script's module-level names.
+
+    The script defines `run(cfg, key, progress) -> Outcome`, `SCALES` (a config per
+    scale), `TITLE` and optionally `X64` (default False); its name and pillar come from
+    its module path `experiments.<pillar>.<name>`.
+    """
+    mod = sys.modules[module_name]
+    spec = getattr(mod, "__spec__", None)
+    full = spec.name if spec is not None else module_name
+    *_, pillar, name = full.split(".")
+    return register(
+        Experiment(
+            name=name,
+            pillar=pillar,
+            title=mod.TITLE,
+            run=mod.run,
+            scales=mod.SCALES,
+            x64=getattr(mod, "X64", False),
+            module=full,
+        )
+    )
+
+
 def failed_checks(results: dict) -> list[dict]:
     """Checked claims of kind `check` that failed."""
     return [
@@ -217,9 +242,9 @@ def code_version(exp: Experiment) -> str:
     h = hashlib.sha256()
     files = sorted(Path(jaxfeat.__file__).parent.rglob("*.py"))
     files += [Path(__file__)]
-    mod = sys.modules.get(exp.module)
-    if mod is not None and getattr(mod, "__file__", None):
-        files.append(Path(mod.__file__))
+    spec = importlib.util.find_spec(exp.module) if exp.module else None
+    if spec is not None and spec.origin:
+        files.append(Path(spec.origin))
     for f in files:
         h.update(f.name.encode())
         h.update(f.read_bytes())

@@ -65,3 +65,35 @@ def grid(*axes):
 def max_rel(a, b) -> float:
     """Largest relative difference |a/b - 1|."""
     return float(jnp.max(jnp.abs(jnp.asarray(a) / jnp.asarray(b) - 1)))
+
+
+def pair_ratio_over_depth(spec, eps, depths):
+    """t*(feature 2) / t*(feature 1) for both objectives over the valid depths.
+
+    A depth is valid when eps is at least 2x below every threshold p * rho^L (p = 0.5);
+    closer to it the features start almost saturated and orders are degenerate.
+    Returns `(valid_depths, {"jepa": ratios, "mae": ratios})`.
+    """
+    valid = [L for L in depths if eps <= 0.25 * float(spec.rho.min()) ** L]
+    ratio = {}
+    for obj in ("jepa", "mae"):
+        t = ls.critical_time(
+            spec.lam[None],
+            spec.rho[None],
+            eps,
+            jnp.asarray(valid)[:, None],
+            objective=obj,
+        )
+        ratio[obj] = np.asarray(t[:, 1] / t[:, 0])
+    return valid, ratio
+
+
+def plot_ratio_over_depth(ax, depths, ratio, ylabel, title):
+    """JEPA and MAE ratios against depth with the parity line."""
+    ax.plot(depths, ratio["jepa"], "o-", color="C3", label="JEPA")
+    ax.plot(depths, ratio["mae"], "s--", color="C2", label="MAE")
+    ax.axhline(1, color="k", lw=0.7)
+    ax.set_xlabel("encoder depth L")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Claim, Experiment, Outcome, new_figure, register
+from experiments._common import Claim, Outcome, new_figure, register_module
 from experiments.linear_ssl._shared import max_rel, ode_critical_times
 from jaxfeat import linear_ssl as ls
 
@@ -22,6 +22,9 @@ SPEC_TABLE = {  # spec table 4.2: lambda = 1.3, rho = 0.7, eps = 1e-3
     "jepa": {1: 774.2304, 2: 8708.788, 3: 18795.45, 5: 36329.62},
     "mae": {1: 4.75393, 2: 23.35588, 3: 38.06711, 5: 48.27074},
 }
+
+TITLE = "Closed-form critical times vs ODE integration and full-matrix GD"
+X64 = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -236,22 +239,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     return Outcome(metrics, claims, fig)
 
 
-EXPERIMENT = register(
-    Experiment(
-        name="closed_form_vs_gd",
-        pillar="linear_ssl",
-        title="Closed-form critical times vs ODE integration and full-matrix GD",
-        run=run,
-        scales=SCALES,
-        x64=True,
-        module=__name__,
-    )
-)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return EXPERIMENT.main(argv)
-
+EXPERIMENT = register_module(__name__)
+main = EXPERIMENT.main
 
 if __name__ == "__main__":
     raise SystemExit(EXPERIMENT.cli())

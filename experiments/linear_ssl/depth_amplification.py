@@ -11,11 +11,14 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Claim, Experiment, Outcome, new_figure, register
+from experiments._common import Claim, Outcome, new_figure, register_module
 from jaxfeat import linear_ssl as ls
 
 # Spec table 4.3 (eps = 1e-3): JEPA t*_B/t*_A for the noisy pair, L = 1..6.
 SPEC_NOISY_RATIO = (0.803, 0.843, 0.938, 1.095, 1.337, 1.705)
+
+TITLE = "Depth amplifies JEPA's bias toward high-rho features"
+X64 = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -170,22 +173,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     return Outcome(metrics, claims, fig)
 
 
-EXPERIMENT = register(
-    Experiment(
-        name="depth_amplification",
-        pillar="linear_ssl",
-        title="Depth amplifies JEPA's bias toward high-rho features",
-        run=run,
-        scales=SCALES,
-        x64=True,
-        module=__name__,
-    )
-)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return EXPERIMENT.main(argv)
-
+EXPERIMENT = register_module(__name__)
+main = EXPERIMENT.main
 
 if __name__ == "__main__":
     raise SystemExit(EXPERIMENT.cli())

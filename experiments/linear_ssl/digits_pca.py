@@ -16,8 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Claim, Experiment, Outcome, new_figure, register
+from experiments._common import Claim, Outcome, new_figure, register_module
 from jaxfeat import linear_ssl as ls
+
+TITLE = "Real-data stand-in: PCA components of digits learned by JEPA vs MAE"
+X64 = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -219,22 +222,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     return Outcome({"views": out}, claims, fig)
 
 
-EXPERIMENT = register(
-    Experiment(
-        name="digits_pca",
-        pillar="linear_ssl",
-        title="Real-data stand-in: PCA components of digits learned by JEPA vs MAE",
-        run=run,
-        scales=SCALES,
-        x64=False,
-        module=__name__,
-    )
-)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return EXPERIMENT.main(argv)
-
+EXPERIMENT = register_module(__name__)
+main = EXPERIMENT.main
 
 if __name__ == "__main__":
     raise SystemExit(EXPERIMENT.cli())

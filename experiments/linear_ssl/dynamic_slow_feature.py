@@ -12,9 +12,16 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Claim, Experiment, Outcome, new_figure, register
-from experiments.linear_ssl._shared import plot_curves
+from experiments._common import Claim, Outcome, new_figure, register_module
+from experiments.linear_ssl._shared import (
+    pair_ratio_over_depth,
+    plot_curves,
+    plot_ratio_over_depth,
+)
 from jaxfeat import linear_ssl as ls
+
+TITLE = "Dynamic AR(1) model: deep JEPA learns the slow feature first"
+X64 = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -47,17 +54,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     # (1 + a^2)/(1 - a^2) ~ 20 at a = 0.95; 4 sd of a relative covariance error.
     n_eff = cfg.mc_steps / ((1 + max(cfg.ar) ** 2) / (1 - max(cfg.ar) ** 2))
     mc_tol = 4 * np.sqrt(3 / n_eff)
-    depths = [L for L in cfg.depths if cfg.eps <= 0.25 * float(spec.rho.min()) ** L]
-    ratio = {}
-    for obj in ("jepa", "mae"):
-        t = ls.critical_time(
-            spec.lam[None],
-            spec.rho[None],
-            cfg.eps,
-            jnp.asarray(depths)[:, None],
-            objective=obj,
-        )
-        ratio[obj] = np.asarray(t[:, 1] / t[:, 0])  # > 1: slow feature first
+    depths, ratio = pair_ratio_over_depth(spec, cfg.eps, cfg.depths)
     slow_first = [L for L, r in zip(depths, ratio["jepa"], strict=True) if r > 1]
     claims = [
         Claim(
@@ -94,14 +91,13 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         ),
     ]
     fig, axes = new_figure(1, 3, width=4.4)
-    ax = axes[0][0]
-    ax.plot(depths, ratio["jepa"], "o-", color="C3", label="JEPA")
-    ax.plot(depths, ratio["mae"], "s--", color="C2", label="MAE")
-    ax.axhline(1, color="k", lw=0.7)
-    ax.set_xlabel("encoder depth L")
-    ax.set_ylabel("$t^*_{fast}/t^*_{slow}$ (> 1: slow first)")
-    ax.set_title(f"LSSL-12: AR(1) frames, $\\varepsilon$={cfg.eps:g}", fontsize=9)
-    ax.legend(fontsize=7)
+    plot_ratio_over_depth(
+        axes[0][0],
+        depths,
+        ratio,
+        "$t^*_{fast}/t^*_{slow}$ (> 1: slow first)",
+        f"LSSL-12: AR(1) frames, $\\varepsilon$={cfg.eps:g}",
+    )
     L_plot = max(depths)
     for ax, obj in zip(axes[0][1:], ("jepa", "mae"), strict=True):
         t, frac = ls.learning_curve(spec.lam, spec.rho, cfg.eps, L_plot, objective=obj)
@@ -129,22 +125,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     return Outcome(metrics, claims, fig)
 
 
-EXPERIMENT = register(
-    Experiment(
-        name="dynamic_slow_feature",
-        pillar="linear_ssl",
-        title="Dynamic AR(1) model: deep JEPA learns the slow feature first",
-        run=run,
-        scales=SCALES,
-        x64=False,
-        module=__name__,
-    )
-)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return EXPERIMENT.main(argv)
-
+EXPERIMENT = register_module(__name__)
+main = EXPERIMENT.main
 
 if __name__ == "__main__":
     raise SystemExit(EXPERIMENT.cli())

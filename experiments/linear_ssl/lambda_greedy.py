@@ -10,7 +10,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Claim, Experiment, Outcome, new_figure, register
+from experiments._common import Claim, Outcome, new_figure, register_module
 from experiments.linear_ssl._shared import (
     grid,
     max_rel,
@@ -19,6 +19,9 @@ from experiments.linear_ssl._shared import (
     plot_curves,
 )
 from jaxfeat import linear_ssl as ls
+
+TITLE = "JEPA and MAE are both greedy in covariance lambda"
+X64 = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -131,22 +134,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     return Outcome(metrics, claims, fig)
 
 
-EXPERIMENT = register(
-    Experiment(
-        name="lambda_greedy",
-        pillar="linear_ssl",
-        title="JEPA and MAE are both greedy in covariance lambda",
-        run=run,
-        scales=SCALES,
-        x64=True,
-        module=__name__,
-    )
-)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return EXPERIMENT.main(argv)
-
+EXPERIMENT = register_module(__name__)
+main = EXPERIMENT.main
 
 if __name__ == "__main__":
     raise SystemExit(EXPERIMENT.cli())

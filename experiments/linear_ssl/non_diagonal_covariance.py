@@ -14,9 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Claim, Experiment, Outcome, new_figure, register
+from experiments._common import Claim, Outcome, new_figure, register_module
 from experiments.linear_ssl._shared import order_of
 from jaxfeat import linear_ssl as ls
+
+TITLE = "Beyond the paper: non-simultaneously-diagonalisable covariances"
+X64 = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -193,22 +196,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     return Outcome(metrics, claims, fig)
 
 
-EXPERIMENT = register(
-    Experiment(
-        name="non_diagonal_covariance",
-        pillar="linear_ssl",
-        title="Beyond the paper: non-simultaneously-diagonalisable covariances",
-        run=run,
-        scales=SCALES,
-        x64=True,
-        module=__name__,
-    )
-)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return EXPERIMENT.main(argv)
-
+EXPERIMENT = register_module(__name__)
+main = EXPERIMENT.main
 
 if __name__ == "__main__":
     raise SystemExit(EXPERIMENT.cli())

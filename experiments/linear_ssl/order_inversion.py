@@ -12,9 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Claim, Experiment, Outcome, new_figure, register
+from experiments._common import Claim, Outcome, new_figure, register_module
 from experiments.linear_ssl._shared import order_of, plot_curves
 from jaxfeat import linear_ssl as ls
+
+TITLE = "Anti-correlated lambda and rho: JEPA and MAE learn in opposite orders"
+X64 = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -186,22 +189,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     return Outcome(metrics, claims, fig)
 
 
-EXPERIMENT = register(
-    Experiment(
-        name="order_inversion",
-        pillar="linear_ssl",
-        title="Anti-correlated lambda and rho: JEPA and MAE learn in opposite orders",
-        run=run,
-        scales=SCALES,
-        x64=True,
-        module=__name__,
-    )
-)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return EXPERIMENT.main(argv)
-
+EXPERIMENT = register_module(__name__)
+main = EXPERIMENT.main
 
 if __name__ == "__main__":
     raise SystemExit(EXPERIMENT.cli())

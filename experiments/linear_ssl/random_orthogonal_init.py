@@ -13,8 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Claim, Experiment, Outcome, new_figure, register
+from experiments._common import Claim, Outcome, new_figure, register_module
 from jaxfeat import linear_ssl as ls
+
+TITLE = (
+    "Beyond the paper: unaligned random orthogonal init can stall JEPA's low-rho mode"
+)
+X64 = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -176,23 +181,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     return Outcome(metrics, claims, fig)
 
 
-EXPERIMENT = register(
-    Experiment(
-        name="random_orthogonal_init",
-        pillar="linear_ssl",
-        title="Beyond the paper: unaligned random orthogonal init can stall JEPA's "
-        "low-rho mode",
-        run=run,
-        scales=SCALES,
-        x64=False,
-        module=__name__,
-    )
-)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return EXPERIMENT.main(argv)
-
+EXPERIMENT = register_module(__name__)
+main = EXPERIMENT.main
 
 if __name__ == "__main__":
     raise SystemExit(EXPERIMENT.cli())

@@ -10,7 +10,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Claim, Experiment, Outcome, new_figure, register
+from experiments._common import Claim, Outcome, new_figure, register_module
 from experiments.linear_ssl._shared import (
     grid,
     max_rel,
@@ -22,6 +22,9 @@ from jaxfeat import linear_ssl as ls
 
 # Spec table 3.1 (lambda = 1, eps = 1e-3, L = 4), rho = 1, 0.75, 0.5, 0.25; 5 digits.
 SPEC_JEPA_L4 = (32129.0, 35297.0, 43986.0, 75547.0)
+
+TITLE = "Only deep JEPA is greedy in regression coefficient rho"
+X64 = True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -158,22 +161,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     return Outcome(metrics, claims, fig)
 
 
-EXPERIMENT = register(
-    Experiment(
-        name="rho_greedy",
-        pillar="linear_ssl",
-        title="Only deep JEPA is greedy in regression coefficient rho",
-        run=run,
-        scales=SCALES,
-        x64=True,
-        module=__name__,
-    )
-)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return EXPERIMENT.main(argv)
-
+EXPERIMENT = register_module(__name__)
+main = EXPERIMENT.main
 
 if __name__ == "__main__":
     raise SystemExit(EXPERIMENT.cli())

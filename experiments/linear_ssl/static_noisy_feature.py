@@ -14,9 +14,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Claim, Experiment, Outcome, new_figure, register
+from experiments._common import Claim, Outcome, new_figure, register_module
 from experiments.linear_ssl._sgd import online_sgd
+from experiments.linear_ssl._shared import pair_ratio_over_depth, plot_ratio_over_depth
 from jaxfeat import linear_ssl as ls
+
+TITLE = (
+    "Static two-view model: MAE learns the noisy feature first, deep JEPA the clean one"
+)
+X64 = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -59,17 +65,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     # rho = 0.25 gives 2.45, so 4 sd is 10 / sqrt(n).
     mc_tol = 10 / np.sqrt(cfg.mc_samples)
     # Critical times over depth (valid while eps is 2x below p * rho^L).
-    depths = [L for L in cfg.depths if cfg.eps <= 0.25 * float(spec.rho.min()) ** L]
-    ratio = {}
-    for obj in ("jepa", "mae"):
-        t = ls.critical_time(
-            spec.lam[None],
-            spec.rho[None],
-            cfg.eps,
-            jnp.asarray(depths)[:, None],
-            objective=obj,
-        )
-        ratio[obj] = np.asarray(t[:, 1] / t[:, 0])  # > 1: clean learned first
+    depths, ratio = pair_ratio_over_depth(spec, cfg.eps, cfg.depths)
     clean_first = [L for L, r in zip(depths, ratio["jepa"], strict=True) if r > 1]
     claims = [
         Claim(
@@ -141,14 +137,13 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
             )
         )
     fig, axes = new_figure(1, 3, width=4.4)
-    ax = axes[0][0]
-    ax.plot(depths, ratio["jepa"], "o-", color="C3", label="JEPA")
-    ax.plot(depths, ratio["mae"], "s--", color="C2", label="MAE")
-    ax.axhline(1, color="k", lw=0.7)
-    ax.set_xlabel("encoder depth L")
-    ax.set_ylabel("$t^*_{noisy}/t^*_{clean}$ (> 1: clean first)")
-    ax.set_title(f"LSSL-12: static model, $\\varepsilon$={cfg.eps:g}", fontsize=9)
-    ax.legend(fontsize=7)
+    plot_ratio_over_depth(
+        axes[0][0],
+        depths,
+        ratio,
+        "$t^*_{noisy}/t^*_{clean}$ (> 1: clean first)",
+        f"LSSL-12: static model, $\\varepsilon$={cfg.eps:g}",
+    )
     for ax, obj in zip(axes[0][1:], ("jepa", "mae"), strict=True):
         t, frac, _, _ = sgd[obj]
         tc, fc = ls.learning_curve(
@@ -192,23 +187,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     return Outcome(metrics, claims, fig)
 
 
-EXPERIMENT = register(
-    Experiment(
-        name="static_noisy_feature",
-        pillar="linear_ssl",
-        title="Static two-view model: MAE learns the noisy feature first, "
-        "deep JEPA the clean one",
-        run=run,
-        scales=SCALES,
-        x64=False,
-        module=__name__,
-    )
-)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return EXPERIMENT.main(argv)
-
+EXPERIMENT = register_module(__name__)
+main = EXPERIMENT.main
 
 if __name__ == "__main__":
     raise SystemExit(EXPERIMENT.cli())

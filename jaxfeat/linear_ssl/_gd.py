@@ -122,8 +122,9 @@ def simulate_gd(
 ) -> tuple[GDState, GDLog]:
     r"""Runs `cfg.n_steps` steps of full-matrix gradient descent on a population loss.
 
-    Each step takes the gradient of `population_loss` in every layer and the head
-    (the JEPA target is held fixed by `stop_gradient`), then, with `cfg.ema`, moves the
+    Each step subtracts `lr` times the gradient of `population_loss` in every layer
+    and the head, computed in closed form by `population_gradients` (the JEPA target is
+    held fixed, as `stop_gradient` does), then, with `cfg.ema`, moves the
     target layers to $\tau\, W_{tgt} + (1-\tau) W$. Pure and `jit`/`vmap`-able: `vmap`
     over initial states (seeds, $\varepsilon$), covariances ($\lambda$, $\rho$),
     learning rates and depths (with a shared `max_depth` stack).

@@ -1,1 +1,0 @@
-"""Benchmarks: each script compares jaxfeat with a reference in the same run."""
