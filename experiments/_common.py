@@ -70,6 +70,7 @@ class Experiment:
     scales: dict
     x64: bool = False
     module: str = ""
+    order: int = 100
 
     @property
     def slug(self) -> str:
@@ -170,6 +171,7 @@ def register_module(module_name: str) -> Experiment:
             scales=mod.SCALES,
             x64=getattr(mod, "X64", False),
             module=full,
+            order=getattr(mod, "ORDER", 100),
         )
     )
 

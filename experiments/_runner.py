@@ -33,7 +33,8 @@ def discover() -> dict:
         if leaf.startswith("_") or info.ispkg:
             continue
         importlib.import_module(info.name)
-    return dict(sorted(REGISTRY.items(), key=lambda kv: (_pillar_rank(kv[1]), kv[0])))
+    key = lambda kv: (_pillar_rank(kv[1]), kv[1].order, kv[0])
+    return dict(sorted(REGISTRY.items(), key=key))
 
 
 def _pillar_rank(exp) -> int:
@@ -117,7 +118,7 @@ def write_report(out_root: Path, registry: dict) -> Path:
         "a `finding` is a paper's claim, reported as measured.",
         "",
     ]
-    summary, sections = [], []
+    summary, sections, not_reproduced = [], [], []
     for exp in registry.values():
         path = out_root / exp.slug / "results.json"
         if not path.exists():
@@ -146,6 +147,8 @@ def write_report(out_root: Path, registry: dict) -> Path:
                 f"{fmt(c['measured'])} | {fmt(c['expected'])} | {status} |"
             )
             summary.append((c["kind"], status))
+            if c["kind"] == "finding" and status != "PASS" and status != "n/a":
+                not_reproduced.append(f"- `{c['id']}` ({exp.slug}): {c['statement']}")
         sections += ["", f"![{exp.name}]({exp.slug}/figure.png)", ""]
     n_pass = sum(s == "PASS" for _, s in summary)
     n_fail_check = sum(k == "check" and s != "PASS" and s != "n/a" for k, s in summary)
@@ -155,6 +158,9 @@ def write_report(out_root: Path, registry: dict) -> Path:
         f"{n_fail_check}; findings that did not reproduce: {n_fail_find}.",
         "",
     ]
+    if not_reproduced:
+        lines += ["Findings that did not reproduce (reported, not hidden):", ""]
+        lines += [*not_reproduced, ""]
     out_root.mkdir(parents=True, exist_ok=True)
     path = out_root / "REPORT.md"
     atomic_write_text(path, "\n".join(lines + sections) + "\n")

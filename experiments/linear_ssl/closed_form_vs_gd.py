@@ -25,6 +25,7 @@ SPEC_TABLE = {  # spec table 4.2: lambda = 1.3, rho = 0.7, eps = 1e-3
 
 TITLE = "Closed-form critical times vs ODE integration and full-matrix GD"
 X64 = True
+ORDER = 7  # position in `jaxfeat list` and REPORT.md
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

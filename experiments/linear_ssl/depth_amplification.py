@@ -19,6 +19,7 @@ SPEC_NOISY_RATIO = (0.803, 0.843, 0.938, 1.095, 1.337, 1.705)
 
 TITLE = "Depth amplifies JEPA's bias toward high-rho features"
 X64 = True
+ORDER = 4  # position in `jaxfeat list` and REPORT.md
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ from jaxfeat import linear_ssl as ls
 
 TITLE = "Real-data stand-in: PCA components of digits learned by JEPA vs MAE"
 X64 = False
+ORDER = 10  # position in `jaxfeat list` and REPORT.md
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

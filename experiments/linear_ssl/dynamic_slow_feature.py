@@ -22,6 +22,7 @@ from jaxfeat import linear_ssl as ls
 
 TITLE = "Dynamic AR(1) model: deep JEPA learns the slow feature first"
 X64 = False
+ORDER = 6  # position in `jaxfeat list` and REPORT.md
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

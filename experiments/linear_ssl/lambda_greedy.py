@@ -22,6 +22,7 @@ from jaxfeat import linear_ssl as ls
 
 TITLE = "JEPA and MAE are both greedy in covariance lambda"
 X64 = True
+ORDER = 1  # position in `jaxfeat list` and REPORT.md
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -20,6 +20,7 @@ from jaxfeat import linear_ssl as ls
 
 TITLE = "Beyond the paper: non-simultaneously-diagonalisable covariances"
 X64 = True
+ORDER = 9  # position in `jaxfeat list` and REPORT.md
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -18,6 +18,7 @@ from jaxfeat import linear_ssl as ls
 
 TITLE = "Anti-correlated lambda and rho: JEPA and MAE learn in opposite orders"
 X64 = True
+ORDER = 3  # position in `jaxfeat list` and REPORT.md
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

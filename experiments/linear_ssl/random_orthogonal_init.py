@@ -20,6 +20,7 @@ TITLE = (
     "Beyond the paper: unaligned random orthogonal init can stall JEPA's low-rho mode"
 )
 X64 = False
+ORDER = 8  # position in `jaxfeat list` and REPORT.md
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

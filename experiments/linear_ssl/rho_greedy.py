@@ -25,6 +25,7 @@ SPEC_JEPA_L4 = (32129.0, 35297.0, 43986.0, 75547.0)
 
 TITLE = "Only deep JEPA is greedy in regression coefficient rho"
 X64 = True
+ORDER = 2  # position in `jaxfeat list` and REPORT.md
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,7 @@ TITLE = (
     "Static two-view model: MAE learns the noisy feature first, deep JEPA the clean one"
 )
 X64 = False
+ORDER = 5  # position in `jaxfeat list` and REPORT.md
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
