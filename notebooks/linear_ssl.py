@@ -13,9 +13,10 @@
 # %% [markdown]
 # # Deep linear JEPA vs MAE with `jaxfeat.linear_ssl`
 #
-# Littwin et al. (2024, arXiv:2407.03475) show that a deep linear JEPA (self-distillation
-# with a stop-gradient target) learns features in order of their regression coefficient
-# $\rho$, while MAE (reconstruction) learns them in order of covariance $\lambda$. This
+# Littwin et al. (2024, arXiv:2407.03475) show that a deep linear JEPA
+# (self-distillation with a stop-gradient target) learns features in order of their
+# regression coefficient $\rho$, while MAE (reconstruction) learns them in order of
+# covariance $\lambda$. This
 # notebook walks through the API: data specs, closed-form critical times, exact learning
 # curves, full-matrix gradient descent, and the depth experiment.
 #
@@ -39,8 +40,8 @@ OUT = os.environ.get("JAXFEAT_NOTEBOOK_OUT", ".")
 
 # %% [markdown]
 # ## 1. Two features: a clean one and a noisy one
-# Feature A has $\lambda = 1$, $\rho = 1$; feature B has more covariance ($\lambda = 1.25$)
-# but a lower regression coefficient ($\rho = 0.5$): it is noisier.
+# Feature A has $\lambda = 1$, $\rho = 1$; feature B has more covariance
+# ($\lambda = 1.25$) but a lower regression coefficient ($\rho = 0.5$): it is noisier.
 
 # %%
 spec = ls.mode_spec(jnp.array([1.0, 1.25]), jnp.array([1.0, 0.5]))
@@ -58,8 +59,9 @@ depths = jnp.arange(1, 7)
 eps = 1e-3
 ratio = {}
 for objective in ("jepa", "mae"):
-    t = ls.critical_time(spec.lam[None], spec.rho[None], eps, depths[:, None],
-                         objective=objective)
+    t = ls.critical_time(
+        spec.lam[None], spec.rho[None], eps, depths[:, None], objective=objective
+    )
     ratio[objective] = t[:, 1] / t[:, 0]
     print(objective, np.round(np.asarray(ratio[objective]), 3))
 
@@ -81,8 +83,10 @@ state = ls.init_gd(ls.init_aligned(eps_gd, d=2, depth=L))
 cfg = ls.GDConfig(objective="jepa", n_steps=n_steps, log_every=10)
 _, log = ls.run_gd(state, cov, lr, cfg=cfg, progress=False)
 w_inf = ls.fixed_point(spec.rho, L, objective="jepa").wbar
-t_gd = [float(ls.first_crossing_time(log.t, log.encoder[:, i, i], 0.5 * w_inf[i]))
-        for i in range(2)]
+t_gd = [
+    float(ls.first_crossing_time(log.t, log.encoder[:, i, i], 0.5 * w_inf[i]))
+    for i in range(2)
+]
 pred = ls.critical_time(spec.lam, spec.rho, eps_gd, L, objective="jepa", lr=lr)
 print("GD crossings:", np.round(t_gd, 3), " first-order prediction:", np.round(pred, 3))
 
@@ -91,14 +95,23 @@ ax1, ax2 = fig.subplots(1, 2)
 tc, frac = ls.learning_curve(spec.lam, spec.rho, eps_gd, L, objective="jepa")
 for i, name in enumerate(("A (clean)", "B (noisy)")):
     ax1.plot(np.asarray(tc[i]), np.asarray(frac[i]), label=f"{name}: closed form")
-    ax1.plot(np.asarray(log.t), np.asarray(log.encoder[:, i, i] / w_inf[i]), ".",
-             ms=1.5, label=f"{name}: GD")
-ax1.set(xlabel="time t = lr * steps", ylabel="wbar / wbar_inf",
-        title=f"JEPA, L={L}, eps={eps_gd:g}")
+    ax1.plot(
+        np.asarray(log.t),
+        np.asarray(log.encoder[:, i, i] / w_inf[i]),
+        ".",
+        ms=1.5,
+        label=f"{name}: GD",
+    )
+ax1.set(
+    xlabel="time t = lr * steps",
+    ylabel="wbar / wbar_inf",
+    title=f"JEPA, L={L}, eps={eps_gd:g}",
+)
 ax1.legend(fontsize=7)
 for objective, mk in (("jepa", "o-"), ("mae", "s--")):
-    ax2.plot(np.asarray(depths), np.asarray(ratio[objective]), mk,
-             label=objective.upper())
+    ax2.plot(
+        np.asarray(depths), np.asarray(ratio[objective]), mk, label=objective.upper()
+    )
 ax2.axhline(1, color="k", lw=0.7)
 ax2.set(xlabel="depth L", ylabel="t*_B / t*_A", title="depth amplifies JEPA's bias")
 ax2.legend()
@@ -114,8 +127,11 @@ eps_grid = jnp.array([3e-3, 1e-2, 3e-2, 1e-1])
 params = jax.vmap(lambda e: ls.init_aligned(e, d=2, depth=2))(eps_grid)
 covs = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (4, *a.shape)), cov)
 cfg = ls.GDConfig(objective="mae", n_steps=200 if SMOKE else 2000, log_every=100)
-final, logs = ls.sweep_gd(jax.vmap(ls.init_gd)(params), covs, 0.05, cfg=cfg,
-                          progress=False)
-print("final MAE gains per init scale:\n", np.round(np.asarray(
-    jnp.diagonal(logs.encoder[:, -1], axis1=1, axis2=2)), 4))
+final, logs = ls.sweep_gd(
+    jax.vmap(ls.init_gd)(params), covs, 0.05, cfg=cfg, progress=False
+)
+print(
+    "final MAE gains per init scale:\n",
+    np.round(np.asarray(jnp.diagonal(logs.encoder[:, -1], axis1=1, axis2=2)), 4),
+)
 print("expected rho^(L/(L+1)):", np.round(np.asarray(spec.rho ** (2 / 3)), 4))

@@ -15,8 +15,12 @@ def test_linear_ssl_benchmark_smoke(tmp_path):
         if "median_s" in row:
             assert row["min_s"] <= row["median_s"] <= row["max_s"]
     summary = data["summary"]
-    for key in ("speedup_vs_numpy", "critical_time_points_per_s",
-                "gd_fraction_of_matmul_peak", "speedup_vs_scipy_quad"):
+    for key in (
+        "speedup_vs_numpy",
+        "critical_time_points_per_s",
+        "gd_fraction_of_matmul_peak",
+        "speedup_vs_scipy_quad",
+    ):
         assert isinstance(summary[key], float) and summary[key] > 0
     # no time is asserted: only that ours and the reference agreed (checked inside)
     assert summary["critical_time_max_rel_err_vs_scipy"] < 1e-3

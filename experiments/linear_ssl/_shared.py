@@ -25,6 +25,8 @@ def plot_curves(ax, t, frac, labels, title, *, cmap="Blues", log_x=False):
     ax.set_title(title, fontsize=9)
     if log_x:
         ax.set_xscale("log")
+    else:
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
     ax.legend(fontsize=7, loc="lower right")
 
 
