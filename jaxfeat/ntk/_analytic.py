@@ -1,0 +1,214 @@
+r"""Infinite-width NNGP and NTK of fully connected networks (NTK parameterisation).
+
+With $K^0(x, x') = \sigma_w^2 x\cdot x'/d + \sigma_b^2 = \Theta^0$, each hidden
+layer with nonlinearity $\phi$ maps
+$$K^{l+1} = \sigma_w^2\, \mathbb E[\phi(u)\phi(v)] + \sigma_b^2,\qquad
+\Theta^{l+1} = K^{l+1} + \sigma_w^2\, \mathbb E[\phi'(u)\phi'(v)]\, \Theta^l,$$
+$(u, v) \sim N(0, [[K^l_{xx}, K^l_{xx'}], [K^l_{xx'}, K^l_{x'x'}]])$; after $L$ hidden
+layers and the readout, $K^L$ is the NNGP and $\Theta^L$ the NTK. The Gaussian
+expectations ("dual activations") are closed forms for ReLU (arc-cosine), erf and
+linear, and Gauss–Hermite (tensor) or kink-aware polar quadrature for any $\phi$.
+
+References:
+  Jacot et al. 2018, arXiv:1806.07572; Lee et al. 2018, arXiv:1711.00165;
+  Cho & Saul 2009 (arc-cosine kernel); Williams 1997 (erf kernel); Novak et al. 2020,
+  arXiv:1912.02803 (neural-tangents `stax`, `ElementwiseNumerical`). Claims NTK-2,
+  NTK-3.
+"""
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from jaxfeat._src.checks import check_choice
+from jaxfeat.ntk._activations import activation_derivative, activation_fn
+from jaxfeat.ntk._mlp import MLPConfig
+
+METHODS = ("auto", "closed_form", "gauss_hermite", "polar")
+CLOSED_FORMS = ("relu", "erf", "linear")
+
+
+class Kernels(NamedTuple):
+    """NNGP and NTK matrices, each of shape `(n, m)`."""
+
+    nngp: Float[Array, "n m"]
+    ntk: Float[Array, "n m"]
+
+
+def _closed_form_dual(name, c, q1, q2):
+    """E[phi(u)phi(v)], E[phi'(u)phi'(v)] and the diagonal E[phi(u)^2] terms."""
+    if name == "linear":
+        return c, jnp.ones_like(c), q1, q2
+    if name == "relu":
+        norm = jnp.sqrt(q1[:, None] * q2[None, :])
+        cos = jnp.clip(c / norm, -1.0, 1.0)
+        theta = jnp.arccos(cos)
+        t = (norm * jnp.sqrt(jnp.clip(1 - cos**2, 0.0)) + (jnp.pi - theta) * c) / (
+            2 * jnp.pi
+        )
+        return t, (jnp.pi - theta) / (2 * jnp.pi), q1 / 2, q2 / 2
+    # erf (Williams 1997)
+    a1, a2 = 1 + 2 * q1, 1 + 2 * q2
+    prod = a1[:, None] * a2[None, :]
+    t = 2 / jnp.pi * jnp.arcsin(jnp.clip(2 * c / jnp.sqrt(prod), -1.0, 1.0))
+    tdot = 4 / jnp.pi / jnp.sqrt(prod - 4 * c**2)
+    diag = lambda q: 2 / jnp.pi * jnp.arcsin(2 * q / (1 + 2 * q))
+    return t, tdot, diag(q1), diag(q2)
+
+
+def _axis(v, ndim, axis):
+    """1-D `v` placed on `axis` of an `ndim`-dimensional shape (explicit promotion)."""
+    shape = [1] * ndim
+    shape[axis] = v.shape[0]
+    return v.reshape(shape)
+
+
+def _gauss_hermite(fn, c, q1, q2, n):
+    """E[fn(u) fn(v)] elementwise over broadcast (c, q1, q2), tensor Gauss-Hermite.
+
+    Probabilists' Hermite weights sum to sqrt(2 pi); (u, v) come from iid (z_i, z_j).
+    """
+    c, q1, q2 = jnp.broadcast_arrays(c, q1, q2)
+    z, w = np.polynomial.hermite_e.hermegauss(n)
+    z, w = jnp.asarray(z, c.dtype), jnp.asarray(w / np.sqrt(2 * np.pi), c.dtype)
+    nd = c.ndim + 2
+    zi, zj = _axis(z, nd, nd - 2), _axis(z, nd, nd - 1)
+    ex = lambda a: a[..., None, None]
+    s1, s2 = jnp.sqrt(q1), jnp.sqrt(q2)
+    rho = jnp.clip(c / (s1 * s2), -1.0, 1.0)
+    u = ex(s1) * zi
+    v = ex(s2) * (ex(rho) * zi + ex(jnp.sqrt(1 - rho**2)) * zj)
+    ww = _axis(w, nd, nd - 2) * _axis(w, nd, nd - 1)
+    return jnp.sum(ww * fn(u) * fn(v), axis=(-2, -1))
+
+
+def _polar(fn, c, q1, q2, n):
+    """E[fn(u) fn(v)] elementwise over broadcast (c, q1, q2), kink-aware polar rule.
+
+    z = r (cos a, sin a): r^2/2 is integrated by Gauss-Laguerre, the angle by
+    Gauss-Legendre on the four arcs between the zeros of u and v, so a kink at 0
+    falls on arc ends and the rule stays spectrally accurate.
+    """
+    c, q1, q2 = jnp.broadcast_arrays(c, q1, q2)
+    s, ws = np.polynomial.laguerre.laggauss(n)
+    g, wg = np.polynomial.legendre.leggauss(n)
+    dt, k = c.dtype, c.ndim
+    r = _axis(jnp.asarray(np.sqrt(2 * s), dt), k + 3, k + 2)
+    ws = _axis(jnp.asarray(ws, dt), k + 3, k + 2)
+    g, wg = (
+        _axis(jnp.asarray(g, dt), k + 2, k + 1),
+        _axis(jnp.asarray(wg, dt), k + 2, k + 1),
+    )
+    s1, s2 = jnp.sqrt(q1), jnp.sqrt(q2)
+    rho = jnp.clip(c / (s1 * s2), -1.0, 1.0)
+    root = jnp.sqrt(1 - rho**2)
+    a_v = jnp.arctan2(-rho, root)  # v = 0 here and at a_v + pi; u = 0 at pi/2, 3pi/2
+    cuts = jnp.stack(
+        [
+            jnp.full_like(rho, jnp.pi / 2),
+            jnp.full_like(rho, 1.5 * jnp.pi),
+            jnp.mod(a_v, 2 * jnp.pi),
+            jnp.mod(a_v + jnp.pi, 2 * jnp.pi),
+        ],
+        axis=-1,
+    )
+    lo = jnp.sort(cuts, axis=-1)  # (..., 4)
+    hi = jnp.concatenate([lo[..., 1:], lo[..., :1] + 2 * jnp.pi], axis=-1)
+    half = ((hi - lo) / 2)[..., None]  # (..., 4, 1)
+    ang = ((lo + hi) / 2)[..., None] + half * g  # (..., 4, n)
+    wa = half * wg
+    e3 = lambda a: a[..., None, None, None]
+    cos, sin = jnp.cos(ang)[..., None], jnp.sin(ang)[..., None]  # (..., 4, n, 1)
+    u = e3(s1) * r * cos
+    v = e3(s2) * r * (e3(rho) * cos + e3(root) * sin)
+    vals = jnp.sum(ws * fn(u) * fn(v), axis=-1)  # radial part, (..., 4, n)
+    return jnp.sum(wa * vals, axis=(-2, -1)) / (2 * jnp.pi)
+
+
+def _diag_gauss_hermite(fn, q, n):
+    z, w = np.polynomial.hermite_e.hermegauss(2 * n)
+    z = jnp.asarray(z, q.dtype)[None, :]
+    w = jnp.asarray(w / np.sqrt(2 * np.pi), q.dtype)[None, :]
+    return jnp.sum(w * fn(jnp.sqrt(q)[:, None] * z) ** 2, axis=-1)
+
+
+def _dual(name, method, c, q1, q2, n_nodes):
+    if method == "closed_form":
+        return _closed_form_dual(name, c, q1, q2)
+    phi, dphi = activation_fn(name), activation_derivative(name)
+    if method == "gauss_hermite":
+        quad = _gauss_hermite
+        diag = lambda q: _diag_gauss_hermite(phi, q, n_nodes)
+    else:  # the diagonal is the 2-D rule at correlation 1 (kinks stay on arc ends)
+        quad = _polar
+        diag = lambda q: _polar(phi, q, q, q, n_nodes)
+    t = quad(phi, c, q1[:, None], q2[None, :], n_nodes)
+    tdot = quad(dphi, c, q1[:, None], q2[None, :], n_nodes)
+    return t, tdot, diag(q1), diag(q2)
+
+
+def analytic_kernels(
+    cfg: MLPConfig,
+    x1: Float[Array, "n d"],
+    x2: Float[Array, "m d"] | None = None,
+    *,
+    method: str = "auto",
+    n_nodes: int = 64,
+) -> Kernels:
+    r"""Infinite-width NNGP and NTK of the network described by `cfg`.
+
+    Only `cfg.widths`' length (the number of hidden layers), `activation`, `W_std` and
+    `b_std` matter; widths go to infinity. Matches neural-tangents'
+    `stax.serial(Dense(W_std, b_std), phi, ..., Dense(W_std, b_std))` with
+    `parameterization="ntk"` (and `b_std=0` for its `b_std=None`).
+
+    Args:
+      cfg: network description; `parameterization` must be `"ntk"`.
+      x1: inputs, shape `(n, d)`.
+      x2: inputs, shape `(m, d)` (default `x1`).
+      method: `"auto"` (closed form for relu, erf, linear; otherwise the polar
+        rule), `"closed_form"`, `"gauss_hermite"` (tensor rule: fine for smooth
+        nonlinearities at moderate variance, slow for kinks or sharply peaked
+        derivatives) or `"polar"` (Gauss–Laguerre in radius, Gauss–Legendre on the
+        arcs between the zeros of $u$ and $v$: spectrally accurate for smooth
+        nonlinearities and for kinks at 0; error < 1e-6 at 64 nodes in the tests).
+      n_nodes: quadrature nodes per dimension.
+
+    Returns:
+      `Kernels(nngp, ntk)`, each `(n, m)`.
+
+    Raises:
+      ValueError: for an unknown `method`, `"closed_form"` for a nonlinearity without
+        one, a standard parameterisation, or mismatched input dimensions.
+    """
+    check_choice("method", method, METHODS)
+    if cfg.parameterization != "ntk":
+        raise ValueError("cfg: analytic kernels use the NTK parameterisation")
+    x2_ = x1 if x2 is None else x2
+    if x1.ndim != 2 or x2_.shape[1:] != x1.shape[1:] or x1.shape[1] != cfg.in_dim:
+        raise ValueError(
+            f"x2: expected inputs of shape (n, {cfg.in_dim}); got x1 {x1.shape}, "
+            f"x2 {x2_.shape}"
+        )
+    name = cfg.activation
+    if method == "auto":
+        method = "closed_form" if name in CLOSED_FORMS else "polar"
+    if method == "closed_form" and name not in CLOSED_FORMS:
+        raise ValueError(
+            f"method: no closed form for activation {name!r} "
+            f"(closed forms: {CLOSED_FORMS}); use a quadrature"
+        )
+    sw2, sb2 = cfg.W_std**2, cfg.b_std**2
+    d = x1.shape[1]
+    c = sw2 * (x1 @ x2_.T) / d + sb2
+    q1 = sw2 * jnp.sum(x1**2, axis=1) / d + sb2
+    q2 = sw2 * jnp.sum(x2_**2, axis=1) / d + sb2
+    ntk = c
+    for _ in cfg.widths:
+        t, tdot, t11, t22 = _dual(name, method, c, q1, q2, n_nodes)
+        c_new = sw2 * t + sb2
+        ntk = c_new + sw2 * tdot * ntk
+        c, q1, q2 = c_new, sw2 * t11 + sb2, sw2 * t22 + sb2
+    return Kernels(nngp=c, ntk=ntk)

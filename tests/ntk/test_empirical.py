@@ -1,0 +1,190 @@
+"""Empirical NTK: every algorithm against a naive Jacobian and the hand formula."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxfeat import ntk
+from jaxfeat._src.testing import assert_close
+
+METHODS = ["jacobian", "ntvp", "structured"]
+
+
+def _setup(key, *, parameterization="ntk", widths=(16, 12), out_dim=3, act="relu"):
+    cfg = ntk.MLPConfig(
+        in_dim=5,
+        widths=widths,
+        out_dim=out_dim,
+        activation=act,
+        parameterization=parameterization,
+        W_std=1.3,
+        b_std=0.1,
+    )
+    k1, k2, k3 = jax.random.split(key, 3)
+    params = ntk.init_mlp(k1, cfg)
+    x1 = jax.random.normal(k2, (7, 5))
+    x2 = jax.random.normal(k3, (4, 5))
+    f = functools.partial(ntk.mlp_apply, cfg=cfg)
+    taps = functools.partial(ntk.mlp_taps, cfg=cfg)
+    return cfg, params, x1, x2, f, taps
+
+
+def _naive(f, params, x1, x2):
+    """Full Jacobians as flat matrices, contracted densely: (n, m, k, k)."""
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    jac = lambda x: jax.jacrev(lambda p: f(unravel(p), x))(flat)  # (k, P)
+    j1, j2 = jax.vmap(jac)(x1), jax.vmap(jac)(x2)
+    return jnp.einsum("nap,mbp->nmab", j1, j2)
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_all_methods_match_naive_float64(key, x64, parameterization, act):
+    cfg, params, x1, x2, f, taps = _setup(
+        key, parameterization=parameterization, act=act
+    )
+    full = _naive(f, params, x1, x2)
+    traced = jnp.einsum("nmaa->nm", full) / cfg.out_dim
+    for method in METHODS:
+        for trace, expected in ((True, traced), (False, full)):
+            fn = ntk.empirical_ntk_fn(
+                f, method=method, trace_outputs=trace, structure=taps
+            )
+            np.testing.assert_allclose(
+                fn(params, x1, x2),
+                expected,
+                rtol=1e-10,
+                atol=1e-12,
+                err_msg=f"{method} trace={trace}",
+            )
+
+
+def test_all_methods_match_naive_float32(key):
+    # float32: reordered sums over ~400 parameters, relative 1e-5 (acceptance).
+    cfg, params, x1, x2, f, taps = _setup(key)
+    expected = _naive(f, params, x1, x2)
+    scale = float(jnp.max(jnp.abs(expected)))
+    for method in METHODS:
+        got = ntk.empirical_ntk_fn(
+            f, method=method, trace_outputs=False, structure=taps
+        )(params, x1, x2)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_one_hidden_layer_hand_formula(key, x64):
+    # Spec A1: Theta = s^2/n sum_j h_j h'_j + b^2 + s^2/n sum_j v_j^2 g_j g'_j c
+    # for the NTK parameterisation, with c = s^2 x.x'/d + b^2 and scalar output.
+    d, n, sw, sb = 5, 64, 1.0, 0.1
+    cfg = ntk.MLPConfig(in_dim=d, widths=(n,), out_dim=1, W_std=sw, b_std=sb)
+    params = ntk.init_mlp(key, cfg)
+    x1 = jax.random.normal(jax.random.fold_in(key, 1), (7, d))
+    x2 = jax.random.normal(jax.random.fold_in(key, 2), (3, d))
+    W, b = params[0]
+    v = params[1].w[:, 0]
+    u = lambda x: sw * x @ W / np.sqrt(d) + sb * b[None]
+    h1, h2 = jax.nn.relu(u(x1)), jax.nn.relu(u(x2))
+    g1, g2 = (u(x1) > 0).astype(float), (u(x2) > 0).astype(float)
+    c = sw**2 * x1 @ x2.T / d + sb**2
+    hand = sw**2 / n * h1 @ h2.T + sb**2 + sw**2 / n * (g1 * v[None] ** 2) @ g2.T * c
+    for method in METHODS:
+        got = ntk.empirical_ntk_fn(
+            functools.partial(ntk.mlp_apply, cfg=cfg),
+            method=method,
+            structure=functools.partial(ntk.mlp_taps, cfg=cfg),
+        )
+        np.testing.assert_allclose(got(params, x1, x2), hand, rtol=1e-10)
+
+
+def test_blocking_and_auto(key, x64):
+    cfg, params, x1, x2, f, taps = _setup(key)
+    ref = ntk.empirical_ntk_fn(f, method="jacobian")(params, x1, x2)
+    for method in METHODS:
+        blocked = ntk.empirical_ntk_fn(f, method=method, block_size=3, structure=taps)
+        assert_close(blocked(params, x1, x2), ref)
+    assert ntk.choose_method(params, x1.shape, 3, has_structure=True) == "structured"
+    assert ntk.choose_method(params, x1.shape, 3, has_structure=False) == "jacobian"
+    assert (
+        ntk.choose_method(
+            params, x1.shape, 3, has_structure=False, max_jacobian_floats=10
+        )
+        == "ntvp"
+    )
+    assert_close(ntk.empirical_ntk_fn(f)(params, x1, x2), ref)
+    # x2 = None means x1 against itself, and the kernel is symmetric PSD
+    k11 = ntk.empirical_ntk_fn(f, structure=taps)(params, x1)
+    assert_close(k11, k11.T)
+    assert float(jnp.min(jnp.linalg.eigvalsh(k11))) > -1e-10
+
+
+def test_vmap_over_parameter_seeds_and_jit(key):
+    cfg, params, x1, x2, f, taps = _setup(key)
+    fn = ntk.empirical_ntk_fn(f, structure=taps)
+    seeds = jax.vmap(lambda k: ntk.init_mlp(k, cfg))(jax.random.split(key, 3))
+    batched = jax.jit(jax.vmap(fn, in_axes=(0, None, None)))(seeds, x1, x2)
+    for i in range(3):
+        one = jax.tree_util.tree_map(lambda a, i=i: a[i], seeds)
+        assert_close(batched[i], fn(one, x1, x2))
+
+
+def test_flax_nnx_and_linen_adapters(key, x64):
+    import flax.linen as nn
+    from flax import nnx
+
+    cfg = ntk.MLPConfig(in_dim=5, widths=(8,), out_dim=2, parameterization="standard")
+    params = ntk.init_mlp(key, cfg)
+    x1 = jax.random.normal(jax.random.fold_in(key, 1), (4, 5))
+    expected = ntk.empirical_ntk_fn(
+        functools.partial(ntk.mlp_apply, cfg=cfg), method="jacobian"
+    )(params, x1)
+
+    class NNXMLP(nnx.Module):
+        def __init__(self, rngs):
+            kw = dict(rngs=rngs, param_dtype=jnp.float64, dtype=jnp.float64)
+            self.l1 = nnx.Linear(5, 8, **kw)
+            self.l2 = nnx.Linear(8, 2, **kw)
+
+        def __call__(self, x):
+            return self.l2(jax.nn.relu(self.l1(x)))
+
+    model = NNXMLP(nnx.Rngs(0))
+    model.l1.kernel[...], model.l1.bias[...] = params[0].w, params[0].b
+    model.l2.kernel[...], model.l2.bias[...] = params[1].w, params[1].b
+    apply_fn, p = ntk.from_nnx(model)
+    got = ntk.empirical_ntk_fn(apply_fn, method="ntvp")(p, x1)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+    class LinenMLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Dense(8, param_dtype=jnp.float64)(x)
+            return nn.Dense(2, param_dtype=jnp.float64)(nn.relu(h))
+
+    mod = LinenMLP()
+    variables = mod.init(jax.random.key(0), x1)
+    variables = {
+        "params": {
+            "Dense_0": {"kernel": params[0].w, "bias": params[0].b},
+            "Dense_1": {"kernel": params[1].w, "bias": params[1].b},
+        }
+    }
+    apply_fn, p = ntk.from_linen(mod, variables)
+    got = ntk.empirical_ntk_fn(apply_fn, method="jacobian")(p, x1)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_bad_input(key):
+    cfg, params, x1, x2, f, taps = _setup(key)
+    with pytest.raises(ValueError, match="method"):
+        ntk.empirical_ntk_fn(f, method="fastest")
+    with pytest.raises(ValueError, match="structure"):
+        ntk.empirical_ntk_fn(f, method="structured")
+    with pytest.raises(ValueError, match="x2"):
+        ntk.empirical_ntk_fn(f)(params, x1, jnp.ones((3, 4)))
+    with pytest.raises(ValueError, match="block_size"):
+        ntk.empirical_ntk_fn(f, block_size=0)
+    extra = (*params, ntk.Dense(jnp.ones((1, 1)), jnp.ones((1,))))
+    with pytest.raises(ValueError, match="structure"):
+        ntk.empirical_ntk_fn(f, method="structured", structure=taps)(extra, x1)
