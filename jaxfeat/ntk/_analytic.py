@@ -16,8 +16,10 @@ References:
   NTK-3.
 """
 
+import functools
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -200,6 +202,12 @@ def analytic_kernels(
             f"method: no closed form for activation {name!r} "
             f"(closed forms: {CLOSED_FORMS}); use a quadrature"
         )
+    return _analytic(cfg, x1, x2_, method=method, n_nodes=n_nodes)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "method", "n_nodes"))
+def _analytic(cfg, x1, x2_, *, method, n_nodes):
+    name = cfg.activation
     sw2, sb2 = cfg.W_std**2, cfg.b_std**2
     d = x1.shape[1]
     c = sw2 * (x1 @ x2_.T) / d + sb2

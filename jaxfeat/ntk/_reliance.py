@@ -13,6 +13,7 @@ References:
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
@@ -35,9 +36,10 @@ def probe_grid(rho_s: Scalar, rho_c: Scalar, n: int = 30) -> Float[Array, "m 2"]
     Returns:
       Latents, shape `(n * n, 2)` (shortcut, core).
     """
+    dtype = jnp.result_type(as_float(rho_s), as_float(rho_c))
     ms, mc = latent_means(rho_s), latent_means(rho_c)
-    gs = jnp.linspace(-3 * ms, 3 * ms, n)
-    gc = jnp.linspace(-3 * mc, 3 * mc, n)
+    gs = jnp.linspace(-3 * ms, 3 * ms, n, dtype=dtype)
+    gc = jnp.linspace(-3 * mc, 3 * mc, n, dtype=dtype)
     zs, zc = jnp.meshgrid(gs, gc, indexing="ij")
     return jnp.stack([zs.reshape(-1), zc.reshape(-1)], axis=1)
 
@@ -96,6 +98,7 @@ class LDA(NamedTuple):
     b: Float[Array, ""]
 
 
+@jax.jit
 def lda_fit(x: Float[Array, "n d"], y: Float[Array, " n"]) -> LDA:
     r"""Two-class LDA with a pooled covariance and equal priors.
 

@@ -16,6 +16,7 @@ References:
   (third-party reimplementation, flagged there). Claims NTK-5, NTK-9.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -88,6 +89,15 @@ def make_embedding(
     check_int_at_least("d", d, 2)
     for eta in nesting:
         check_int_at_least("nesting", eta, 0)
+    return _make_embedding(
+        key, d=d, orthonormal=orthonormal, nesting=tuple(nesting), nest_width=nest_width
+    )
+
+
+@functools.partial(
+    jax.jit, static_argnames=("d", "orthonormal", "nesting", "nest_width")
+)
+def _make_embedding(key, *, d, orthonormal, nesting, nest_width):
     k_dir, k_net = jax.random.split(key)
     g = jax.random.normal(k_dir, (d, 2))
     if orthonormal:
@@ -134,6 +144,11 @@ def embed(
     check_positive("alpha_c", alpha_c)
     if z.ndim != 2 or z.shape[1] != 2:
         raise ValueError(f"z: expected shape (n, 2); got {z.shape}")
+    return _embed(z, emb, alpha_s, alpha_c)
+
+
+@jax.jit
+def _embed(z, emb, alpha_s, alpha_c):
     return _feature(emb, 0, alpha_s * z[:, 0]) + _feature(emb, 1, alpha_c * z[:, 1])
 
 
@@ -157,11 +172,15 @@ def sample_latents(
         raise ValueError(f"n: expected an even number (balanced classes); got {n}")
     check_in_range("sigma_sc", sigma_sc, -1.0, 1.0)
     mu = jnp.stack([latent_means(rho_s), latent_means(rho_c)])
+    return _sample_latents(key, mu, jnp.asarray(sigma_sc, mu.dtype), n=n)
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def _sample_latents(key, mu, sigma_sc, *, n):
     ky, kz = jax.random.split(key)
     y = jax.random.permutation(ky, jnp.repeat(jnp.array([1.0, -1.0]), n // 2))
     y = y.astype(mu.dtype)
     e = jax.random.normal(kz, (n, 2), mu.dtype)
-    sigma_sc = jnp.asarray(sigma_sc, mu.dtype)
     # Cholesky of [[1, s], [s, 1]]
     noise = jnp.stack(
         [e[:, 0], sigma_sc * e[:, 0] + jnp.sqrt(1 - sigma_sc**2) * e[:, 1]], axis=1

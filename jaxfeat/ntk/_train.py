@@ -31,19 +31,21 @@ class TrainConfig:
 
     Attributes:
       steps: optimisation steps.
-      batch_size: examples per step (sampled with replacement).
+      batch_size: examples per step (sampled with replacement); `None` uses the
+        whole training set every step (deterministic full-batch training).
       optimizer: `"adam"` or `"sgd"`.
       eval_every: steps between validation checks (best-validation checkpointing).
     """
 
     steps: int = 2000
-    batch_size: int = 64
+    batch_size: int | None = 64
     optimizer: str = "adam"
     eval_every: int = 100
 
     def __post_init__(self):
         check_int_at_least("steps", self.steps, 1)
-        check_int_at_least("batch_size", self.batch_size, 1)
+        if self.batch_size is not None:
+            check_int_at_least("batch_size", self.batch_size, 1)
         check_int_at_least("eval_every", self.eval_every, 1)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.steps % self.eval_every:
@@ -114,6 +116,11 @@ def train_classifier(
             f"x: expected shape (n, {net.in_dim}) with y (n,); got {x.shape}, {y.shape}"
         )
     check_positive("lr", lr)
+    return _train(key, x, y, x_val, y_val, lr, net=net, train=train)
+
+
+@functools.partial(jax.jit, static_argnames=("net", "train"))
+def _train(key, x, y, x_val, y_val, lr, *, net, train):
     k_init, k_data = jax.random.split(key)
     params = init_mlp(k_init, net, x.dtype)
     make = optax.adam if train.optimizer == "adam" else optax.sgd
@@ -122,10 +129,14 @@ def train_classifier(
 
     def step(carry, i):
         p, s = carry
-        idx = jax.random.randint(
-            jax.random.fold_in(k_data, i), (train.batch_size,), 0, x.shape[0]
-        )
-        loss, g = grad_fn(p, x[idx], y[idx], net)
+        if train.batch_size is None:
+            xb, yb = x, y
+        else:
+            idx = jax.random.randint(
+                jax.random.fold_in(k_data, i), (train.batch_size,), 0, x.shape[0]
+            )
+            xb, yb = x[idx], y[idx]
+        loss, g = grad_fn(p, xb, yb, net)
         upd, s = opt.update(g, s, p)
         return (optax.apply_updates(p, upd), s), loss
 

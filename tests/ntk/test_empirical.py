@@ -185,6 +185,9 @@ def test_bad_input(key):
         ntk.empirical_ntk_fn(f)(params, x1, jnp.ones((3, 4)))
     with pytest.raises(ValueError, match="block_size"):
         ntk.empirical_ntk_fn(f, block_size=0)
+    # a parameter the taps do not see: the structured NTK would silently miss it
     extra = (*params, ntk.Dense(jnp.ones((1, 1)), jnp.ones((1,))))
+    f2 = lambda p, x: f(p[:-1], x) + p[-1].b[0]
+    taps2 = lambda p, x, deltas=None: taps(p[:-1], x, deltas=deltas)
     with pytest.raises(ValueError, match="structure"):
-        ntk.empirical_ntk_fn(f, method="structured", structure=taps)(extra, x1)
+        ntk.empirical_ntk_fn(f2, method="structured", structure=taps2)(extra, x1)
