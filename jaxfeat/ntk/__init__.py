@@ -9,6 +9,7 @@ r"""Neural tangent kernels: empirical, analytic (infinite width) and kernel dyna
 | `FlowPrediction`, `gradient_flow_mse` | closed-form MSE gradient flow of a kernel model (train and test outputs at any time) |
 | `latent_means`, `Embedding`, `make_embedding`, `embed`, `sample_latents`, `ShortcutData`, `sample_shortcut_data` | the two-feature shortcut framework (predictivity, amplification, nesting) |
 | `probe_grid`, `reliance`, `reliance_of_line`, `LDA`, `lda_fit`, `lda_decision`, `shortcut_bias` | probe grid, reliance, optimal (LDA) reference and shortcut bias |
+| `kernel_shortcut_bias` | bias(t) of a kernel model along MSE gradient flow |
 | `TrainConfig`, `TrainResult`, `train_classifier` | optax training of linear and MLP classifiers, vmappable over seeds |
 """
 
@@ -26,6 +27,7 @@ from jaxfeat.ntk._mlp import init_mlp as init_mlp
 from jaxfeat.ntk._mlp import mlp_apply as mlp_apply
 from jaxfeat.ntk._mlp import mlp_taps as mlp_taps
 from jaxfeat.ntk._reliance import LDA as LDA
+from jaxfeat.ntk._reliance import kernel_shortcut_bias as kernel_shortcut_bias
 from jaxfeat.ntk._reliance import lda_decision as lda_decision
 from jaxfeat.ntk._reliance import lda_fit as lda_fit
 from jaxfeat.ntk._reliance import probe_grid as probe_grid
@@ -61,6 +63,7 @@ __all__ = [
     "from_nnx",
     "gradient_flow_mse",
     "init_mlp",
+    "kernel_shortcut_bias",
     "latent_means",
     "lda_decision",
     "lda_fit",

@@ -146,8 +146,13 @@ def _dual(name, method, c, q1, q2, n_nodes):
     else:  # the diagonal is the 2-D rule at correlation 1 (kinks stay on arc ends)
         quad = _polar
         diag = lambda q: _polar(phi, q, q, q, n_nodes)
-    t = quad(phi, c, q1[:, None], q2[None, :], n_nodes)
-    tdot = quad(dphi, c, q1[:, None], q2[None, :], n_nodes)
+
+    # One row of the kernel at a time (lax.map) bounds memory to m * 4 * n_nodes^2.
+    def row(args):
+        c_i, q1_i = args
+        return quad(phi, c_i, q1_i, q2, n_nodes), quad(dphi, c_i, q1_i, q2, n_nodes)
+
+    t, tdot = jax.lax.map(row, (c, q1))
     return t, tdot, diag(q1), diag(q2)
 
 

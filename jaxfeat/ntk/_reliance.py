@@ -19,6 +19,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.typing import Scalar
+from jaxfeat.ntk._dynamics import gradient_flow_mse
 from jaxfeat.ntk._shortcut import latent_means
 
 
@@ -140,3 +141,40 @@ def shortcut_bias(
 ) -> Float[Array, ""]:
     r"""Shortcut bias $R_{model} - R_{optimal}$ on the probe grid, in $[-2, 2]$."""
     return reliance(decision_model, z_grid) - reliance(decision_optimal, z_grid)
+
+
+def kernel_shortcut_bias(
+    k_train_train: Float[Array, "n n"],
+    k_grid_train: Float[Array, "m n"],
+    y_train: Float[Array, " n"],
+    t: Float[ArrayLike, " t"],
+    z_grid: Float[Array, "m 2"],
+    decision_optimal: Float[Array, " m"],
+    *,
+    lr: Scalar = 1.0,
+) -> Float[Array, " t"]:
+    r"""Shortcut bias of a kernel model along MSE gradient flow from $f_0 = 0$.
+
+    The model's grid outputs at time $t$ come from `gradient_flow_mse`; at small $t$
+    they are $\propto \sum_i y_i \Theta(x, x_i)$ (the first-step, availability-weighted
+    classifier), at large $t$ the kernel interpolant.
+
+    Args:
+      k_train_train: kernel on the training inputs, `(n, n)`.
+      k_grid_train: kernel between probe-grid and training inputs, `(m, n)`.
+      y_train: labels in $\{-1, +1\}$, `(n,)`.
+      t: times, `(t,)` (units of `lr`; the rate is $\eta\lambda/n$).
+      z_grid: the grid's latents, `(m, 2)`.
+      decision_optimal: the optimal (LDA) decisions on the grid, `(m,)`.
+      lr: learning rate $\eta$.
+
+    Returns:
+      Bias at each time, `(t,)`.
+
+    References:
+      Hermann et al. 2024, arXiv:2310.16228 (Sec. 5, NTK account); claim NTK-10.
+    """
+    predict = gradient_flow_mse(k_train_train, y_train, lr=lr)
+    out = predict(t, k_test_train=k_grid_train).test  # (t, m)
+    r_opt = reliance(decision_optimal, z_grid)
+    return jax.vmap(lambda d: reliance(d, z_grid))(out) - r_opt

@@ -1,0 +1,1 @@
+"""Experiments of pillar 2: NTKs and shortcut learning (`jaxfeat.ntk`)."""

@@ -1,0 +1,58 @@
+"""Data and plotting helpers shared by the ntk experiments."""
+
+import functools
+
+import jax
+import numpy as np
+
+from jaxfeat import ntk
+
+
+def cell_data(key, emb, *, rho_s, rho_c, alpha_s, n_train, n_val, sigma_sc=0.0):
+    """Train/validation sets, the probe grid (latents and inputs) and LDA decisions."""
+    k1, k2 = jax.random.split(key)
+    kw = dict(rho_s=rho_s, rho_c=rho_c, alpha_s=alpha_s, sigma_sc=sigma_sc)
+    tr = ntk.sample_shortcut_data(k1, n_train, emb, **kw)
+    va = ntk.sample_shortcut_data(k2, n_val, emb, **kw)
+    grid = ntk.probe_grid(rho_s, rho_c)
+    xg = ntk.embed(grid, emb, alpha_s, 1.0)
+    lda = ntk.lda_decision(ntk.lda_fit(tr.x, tr.y), xg)
+    return tr, va, grid, xg, lda
+
+
+def network_bias(params, net, xg, grid, lda_decision):
+    """Shortcut bias of one trained network on the probe grid."""
+    out = jax.vmap(functools.partial(ntk.mlp_apply, cfg=net), in_axes=(None, 0))(
+        params, xg
+    )[:, 0]
+    return ntk.shortcut_bias(out, lda_decision, grid)
+
+
+def mean_ci(samples, axis=-1):
+    """Mean and 95% normal-approximation half-width over `axis`."""
+    s = np.asarray(samples)
+    n = s.shape[axis]
+    sd = s.std(axis=axis, ddof=1) if n > 1 else np.zeros(s.mean(axis=axis).shape)
+    return s.mean(axis=axis), 1.96 * sd / np.sqrt(n)
+
+
+def heat(ax, values, xlabels, ylabels, title, *, vmin=-0.5, vmax=1.0, ci=None):
+    """A labelled heatmap with the values (and CIs) printed in the cells."""
+    im = ax.imshow(
+        np.asarray(values),
+        cmap="RdBu_r",
+        vmin=vmin,
+        vmax=vmax,
+        origin="lower",
+        aspect="auto",
+    )
+    ax.set_xticks(range(len(xlabels)), [f"{v:g}" for v in xlabels])
+    ax.set_yticks(range(len(ylabels)), [f"{v:g}" for v in ylabels])
+    for i in range(len(ylabels)):
+        for j in range(len(xlabels)):
+            txt = f"{values[i][j]:.2f}"
+            if ci is not None:
+                txt += f"\n±{ci[i][j]:.2f}"
+            ax.text(j, i, txt, ha="center", va="center", fontsize=6)
+    ax.set_title(title, fontsize=8)
+    return im
