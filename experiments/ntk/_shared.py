@@ -56,3 +56,52 @@ def heat(ax, values, xlabels, ylabels, title, *, vmin=-0.5, vmax=1.0, ci=None):
             ax.text(j, i, txt, ha="center", va="center", fontsize=6)
     ax.set_title(title, fontsize=8)
     return im
+
+
+def build_cells(key, emb, cells, *, rho_c, n_train, n_val, sigma_sc=0.0):
+    """Stacked data of every (rho_s, alpha_s) cell: each field gains a leading axis.
+
+    Cells with the same rho_s share one latent draw (the key depends on rho_s only),
+    so comparisons across availability are paired: only the embedding changes.
+    """
+    rows = sorted({r for r, _ in cells})
+    out = [
+        cell_data(
+            jax.random.fold_in(key, rows.index(r)),
+            emb,
+            rho_s=r,
+            rho_c=rho_c,
+            alpha_s=a,
+            n_train=n_train,
+            n_val=n_val,
+            sigma_sc=sigma_sc,
+        )
+        for r, a in cells
+    ]
+    return jax.tree_util.tree_map(lambda *xs: jax.numpy.stack(xs), *out)
+
+
+def train_cells(key, net, data, train, lr, n_seeds):
+    """Trains `n_seeds` networks per cell, cells sharded over every device.
+
+    Returns biases `(cells, seeds)` at the final and best-validation checkpoints and
+    the final validation accuracies.
+    """
+    import jaxfeat
+
+    tr, va, grid, xg, lda = data
+
+    def one_cell(x, y, xv, yv, xg_c, grid_c, lda_c):
+        def one_seed(k):
+            res = ntk.train_classifier(k, x, y, xv, yv, lr, net=net, train=train)
+            return (
+                network_bias(res.final, net, xg_c, grid_c, lda_c),
+                network_bias(res.best, net, xg_c, grid_c, lda_c),
+                res.val_accuracy[-1],
+            )
+
+        return jax.vmap(one_seed)(jax.random.split(key, n_seeds))
+
+    run = jaxfeat.sharded_vmap(one_cell)
+    final, best, acc = run(tr.x, tr.y, va.x, va.y, xg, grid, lda)
+    return np.asarray(final), np.asarray(best), np.asarray(acc)
