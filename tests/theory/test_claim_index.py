@@ -4,11 +4,12 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PILLARS = {"linear_ssl": "LSSL"}
+PILLARS = {"linear_ssl": "LSSL", "ntk": "NTK"}
 
 
 def _note_ids(pillar, prefix):
-    text = (ROOT / "theory" / f"{pillar}.md").read_text()
+    note = {"ntk": "ntk_shortcut"}.get(pillar, pillar)
+    text = (ROOT / "theory" / f"{note}.md").read_text()
     return set(re.findall(rf"^### ({prefix}-\d+):", text, flags=re.M))
 
 
