@@ -24,3 +24,23 @@ def test_linear_ssl_benchmark_smoke(tmp_path):
         assert isinstance(summary[key], float) and summary[key] > 0
     # no time is asserted: only that ours and the reference agreed (checked inside)
     assert summary["critical_time_max_rel_err_vs_scipy"] < 1e-3
+
+
+def test_ntk_benchmark_smoke(tmp_path):
+    from benchmarks import ntk as ntk_bench
+
+    out = tmp_path / "ntk.json"
+    summary = ntk_bench.main(
+        ["--smoke", "--repeats", "1", "--no-memory", "--out", str(out)]
+    )
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "ntk"
+    # all algorithms computed the same kernel (float32, highest matmul precision)
+    assert summary["max_rel_err_between_algorithms"] < 1e-5
+    impls = {r["impl"] for r in data["rows"]}
+    assert {
+        "jaxfeat structured",
+        "jaxfeat jacobian",
+        "jaxfeat ntvp",
+        "jaxfeat naive",
+    } <= impls
