@@ -150,6 +150,20 @@ CASES = {
         None,
         {},
     ),
+    "kernel_shortcut_bias": lambda: (
+        lambda y: ntk.kernel_shortcut_bias(
+            jnp.eye(6, dtype=y.dtype) * 2.0,
+            _u(36, 6, seed=3).astype(y.dtype),
+            y,
+            jnp.array([1.0, 10.0], y.dtype),
+            GRID.astype(y.dtype),
+            _u(36, seed=4).astype(y.dtype),
+        ),
+        (jnp.sign(_u(6)),),
+        (jnp.sign(_u(B, 6)),),
+        None,
+        {},
+    ),
     "lda_fit": lambda: (
         lambda x: ntk.lda_fit(x, jnp.repeat(jnp.array([1.0, -1.0]), 6)),
         (_u(12, 3),),
