@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments._common import Claim, Outcome, new_figure, register_module
-from experiments.ntk._shared import cell_data
+from experiments.ntk._shared import build_cells, cell_data, mean_ci, train_cells
 from jaxfeat import ntk
 
 TITLE = "NTK gradient flow predicts shortcut bias: nonlinear kernels stay biased longer"
@@ -38,11 +38,22 @@ class Config:
     t_late: float = 1e4
     n_times: int = 25
     empirical_width: int = 512
+    # trained networks overlaid on the kernel predictions (same data, same axes)
+    trained_seeds: int = 5
+    trained_steps: tuple[int, ...] = (200, 3000)
+    trained_width: int = 128
 
 
 SCALES = {
     "smoke": Config(
-        rho_s=(0.9,), alphas=(1.0, 3.0), n_train=400, n_times=8, empirical_width=128
+        trained_seeds=2,
+        trained_steps=(50,),
+        trained_width=32,
+        rho_s=(0.9,),
+        alphas=(1.0, 3.0),
+        n_train=400,
+        n_times=8,
+        empirical_width=128,
     ),
     "default": Config(),
     "paper": Config(
@@ -81,7 +92,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     for rho_s in cfg.rho_s:
         for alpha in cfg.alphas:
             tr, _, grid, xg, lda = cell_data(
-                k_data,
+                jax.random.fold_in(k_data, 0),  # the draw build_cells uses below
                 emb,
                 rho_s=rho_s,
                 rho_c=cfg.rho_c,
@@ -116,9 +127,30 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
             curves[("relu_empirical", rho_s, alpha)] = np.asarray(
                 ntk.kernel_shortcut_bias(ktt, kgt, tr.y, times, grid, lda)
             )
+    # Trained networks on the same (rho_top, alpha) cells, early and converged.
+    rho_top = max(cfg.rho_s)
+    cells = build_cells(
+        k_data,
+        emb,
+        [(rho_top, a) for a in cfg.alphas],
+        rho_c=cfg.rho_c,
+        n_train=cfg.n_train,
+        n_val=400,
+    )
+    trained = {}
+    for name, widths in (("linear", ()), ("relu", (cfg.trained_width,))):
+        net = ntk.MLPConfig(
+            in_dim=cfg.d, widths=widths, parameterization="standard", b_std=1.0
+        )
+        for steps in cfg.trained_steps:
+            every = max(1, steps // 10)
+            tc = ntk.TrainConfig(
+                steps=steps // every * every, batch_size=64, eval_every=every
+            )
+            final, _, _ = train_cells(k_net, net, cells, tc, 1e-3, cfg.trained_seeds)
+            trained[(name, steps)] = mean_ci(final)
     at = lambda name, rho, a, i: float(curves[(name, rho, a)][i])
     hi = [a for a in cfg.alphas if a >= 3]
-    rho_top = max(cfg.rho_s)
     lin_conv = max(abs(at("linear", r, a, -1)) for r in cfg.rho_s for a in cfg.alphas)
     gap = (
         min(
@@ -236,6 +268,17 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         f"NTK-10: bias(t), rho_s={rho_top:g}, alpha_s={max(cfg.alphas):g}", fontsize=8
     )
     ax.legend(fontsize=6)
+    for k, ((name, steps), (m, c)) in enumerate(trained.items()):
+        ax = axes[0][1] if steps == min(cfg.trained_steps) else axes[0][2]
+        ax.errorbar(
+            np.asarray(cfg.alphas) + 0.06 * (k % 2),
+            m,
+            yerr=c,
+            fmt="s--",
+            color="k" if name == "linear" else "C3",
+            alpha=0.6,
+            label=f"trained {name}, {steps} steps",
+        )
     for ax, idx, lab in (
         (axes[0][1], i_probe, f"t={cfg.t_probe:g}"),
         (axes[0][2], i_late, f"t={cfg.t_late:g}"),
@@ -267,6 +310,10 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         },
         "early_time_max_error": early_err,
         "early_time_vs_continuum": continuum_err,
+        "trained": {
+            f"{n}|{st}": {"alphas": list(cfg.alphas), "mean": v[0], "ci95": v[1]}
+            for (n, st), v in trained.items()
+        },
     }
     return Outcome(metrics, claims, fig)
 
