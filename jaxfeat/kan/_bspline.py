@@ -1,0 +1,240 @@
+r"""B-spline bases on arbitrary knot vectors, coefficient fitting and grid updates.
+
+A knot vector `t` of length `M` carries `M - 1 - K` B-splines of order (degree) `K`,
+defined by the Cox–de Boor recursion
+
+$$B_{i,0}(x) = [t_i \le x < t_{i+1}],\qquad
+B_{i,k}(x) = \frac{x - t_i}{t_{i+k} - t_i} B_{i,k-1}(x)
+           + \frac{t_{i+k+1} - x}{t_{i+k+1} - t_{i+1}} B_{i+1,k-1}(x).$$
+
+A zero denominator (repeated knots) makes its term zero. The division is written with
+two `where`s so that its gradient is finite too (a plain `where` would still
+differentiate `0/0`). Outside `[t_0, t_{M-1})` every basis value is zero.
+
+KAN grids are per input feature: `grid` has shape `(d, M)` and row `p` is the knot
+vector of feature `p`. The uniform KAN grid on `[lo, hi]` with `G` intervals and order
+`K` has `M = G + 2K + 1` knots `lo + h * arange(-K, G + K + 1)`, `h = (hi - lo) / G`,
+and `G + K` basis functions (Liu et al. 2024, arXiv:2404.19756; efficient-kan).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import ArrayLike
+
+from jaxfeat._src import checks
+
+
+def _safe_div(num, den):
+    ok = den > 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+def _check_order(order) -> None:
+    if not isinstance(order, (int, np.integer)) or isinstance(order, bool):
+        raise TypeError(f"order: expected a Python int; got {order!r}")
+    if order < 0:
+        raise ValueError(f"order: expected an integer >= 0; got {order}")
+
+
+def _check_grid(x, grid, order) -> None:
+    _check_order(order)
+    checks.check_ndim("grid", grid, 2, "(d, n_knots)")
+    d, m = np.shape(grid)
+    if m < order + 2:
+        raise ValueError(
+            f"grid: order {order} needs at least {order + 2} knots per feature; got {m}"
+        )
+    if np.ndim(x) < 1 or np.shape(x)[-1] != d:
+        raise ValueError(
+            f"x: expected shape (..., {d}) to match grid's {d} features; "
+            f"got {np.shape(x)}"
+        )
+    checks.check_finite("grid", grid)
+    if checks.is_concrete(grid) and np.any(np.diff(np.asarray(grid), axis=-1) < 0):
+        raise ValueError("grid: expected non-decreasing knots in every row")
+
+
+def uniform_grid(
+    n_features: int,
+    grid_size: int,
+    order: int,
+    grid_range: tuple[float, float] = (-1.0, 1.0),
+    *,
+    dtype=None,
+) -> jax.Array:
+    """The uniform KAN grid, the same knots for every feature.
+
+    Args:
+      n_features: number of input features `d`.
+      grid_size: number of intervals `G` inside `grid_range` (>= 1).
+      order: spline order `K` (>= 0); `K` extra knots are added on each side.
+      grid_range: `(lo, hi)`, `lo < hi`.
+      dtype: float dtype; default the current default float.
+
+    Returns:
+      `(d, G + 2K + 1)` knots `lo + h * arange(-K, G + K + 1)`, `h = (hi - lo) / G`.
+    """
+    _check_order(order)
+    checks.check_int_at_least("n_features", n_features, 1)
+    checks.check_int_at_least("grid_size", grid_size, 1)
+    lo, hi = (float(v) for v in grid_range)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"grid_range: expected finite lo < hi; got {grid_range!r}")
+    dtype = jnp.zeros(()).dtype if dtype is None else dtype
+    h = (hi - lo) / grid_size
+    knots = lo + h * jnp.arange(-order, grid_size + order + 1, dtype=dtype)
+    return jnp.broadcast_to(knots, (n_features, knots.shape[0]))
+
+
+@functools.partial(jax.jit, static_argnames=("order",))
+def _basis(x, grid, order):
+    # x: (..., d); grid: (d, M) -> (..., d, M - 1 - order)
+    t = grid.reshape((1,) * (x.ndim - 1) + grid.shape)  # explicit broadcast
+    xe = x[..., None]
+    b = ((xe >= t[..., :-1]) & (xe < t[..., 1:])).astype(t.dtype)
+    for k in range(1, order + 1):
+        left = _safe_div(xe - t[..., : -(k + 1)], t[..., k:-1] - t[..., : -(k + 1)])
+        right = _safe_div(t[..., k + 1 :] - xe, t[..., k + 1 :] - t[..., 1:-k])
+        b = left * b[..., :-1] + right * b[..., 1:]
+    return b
+
+
+def bspline_basis(x: ArrayLike, grid: ArrayLike, order: int) -> jax.Array:
+    """B-spline basis values of every feature at `x`.
+
+    Args:
+      x: `(..., d)` inputs, any leading axes.
+      grid: `(d, M)` non-decreasing knots per feature (repeated knots allowed).
+      order: spline order `K` (0 = piecewise constant, 3 = cubic); a Python int.
+
+    Returns:
+      `(..., d, M - 1 - K)` values `B_{i,K}(x_p; grid_p)`: non-negative, summing to 1
+      on `[t_K, t_{M-1-K})` and zero outside `[t_0, t_{M-1})`. Gradients in `x` and
+      `grid` are finite everywhere.
+
+    Raises:
+      ValueError: shapes that do not match, decreasing or non-finite knots, order < 0.
+    """
+    _check_grid(x, grid, order)
+    x = jnp.asarray(x)
+    return _basis(x.astype(jnp.result_type(x, grid)), jnp.asarray(grid), order)
+
+
+def spline_values(
+    x: ArrayLike, grid: ArrayLike, coef: ArrayLike, order: int
+) -> jax.Array:
+    """Splines `S_{q,p}(x_p) = sum_k coef[q, p, k] B_k(x_p; grid_p)`.
+
+    Args:
+      x: `(..., d)` inputs.
+      grid: `(d, M)` knots.
+      coef: `(out, d, M - 1 - K)` coefficients (the KAN layer's layout).
+      order: spline order `K`.
+
+    Returns:
+      `(..., d, out)` value of every edge spline (the input axis is kept).
+    """
+    basis = bspline_basis(x, grid, order)
+    if np.shape(coef)[1:] != basis.shape[-2:]:
+        raise ValueError(
+            f"coef: expected shape (out, {basis.shape[-2]}, {basis.shape[-1]}) to "
+            f"match grid and order; got {np.shape(coef)}"
+        )
+    return jnp.einsum("...pk,qpk->...pq", basis, coef)
+
+
+def fit_coefficients(
+    x: ArrayLike, y: ArrayLike, grid: ArrayLike, order: int, *, ridge: float = 0.0
+) -> jax.Array:
+    """Least-squares spline coefficients per feature: `y[:, p, q] ~ S_{q,p}(x[:, p])`.
+
+    Solved with an SVD (`jnp.linalg.lstsq`), so basis functions with no data give the
+    minimum-norm (zero) coefficient instead of a NaN; `ridge > 0` adds
+    `ridge * ||c||^2`.
+
+    Args:
+      x: `(N, d)` samples.
+      y: `(N, d, out)` target values of each edge.
+      grid: `(d, M)` knots.
+      order: spline order `K`.
+      ridge: non-negative Tikhonov weight.
+
+    Returns:
+      `(out, d, M - 1 - K)` coefficients.
+    """
+    checks.check_ndim("x", x, 2, "(N, d)")
+    checks.check_ndim("y", y, 3, "(N, d, out)")
+    if np.shape(y)[:2] != np.shape(x):
+        raise ValueError(
+            f"y: expected shape ({np.shape(x)[0]}, {np.shape(x)[1]}, out); "
+            f"got {np.shape(y)}"
+        )
+    checks.check_positive("ridge", ridge, strict=False)
+    checks.check_finite("x", x)
+    checks.check_finite("y", y)
+    basis = bspline_basis(x, grid, order)  # (N, d, nb)
+    return _fit(basis, jnp.asarray(y), ridge)
+
+
+@functools.partial(jax.jit, static_argnames=("ridge",))
+def _fit(basis, y, ridge):
+    nb = basis.shape[-1]
+
+    def one(b, t):  # b: (N, nb), t: (N, out)
+        if ridge:
+            b = jnp.concatenate([b, jnp.sqrt(ridge) * jnp.eye(nb, dtype=b.dtype)])
+            t = jnp.concatenate([t, jnp.zeros((nb, t.shape[1]), t.dtype)])
+        return jnp.linalg.lstsq(b, t)[0]  # (nb, out)
+
+    coef = jax.vmap(one, in_axes=(1, 1))(basis, y)  # (d, nb, out)
+    return jnp.transpose(coef, (2, 0, 1))
+
+
+def grid_from_samples(
+    x: ArrayLike,
+    grid_size: int,
+    order: int,
+    *,
+    grid_eps: float = 0.02,
+    margin: float = 0.01,
+) -> jax.Array:
+    """A data-adapted grid: quantile knots mixed with uniform ones, then extended.
+
+    The `G + 1` interior knots are `grid_eps * uniform + (1 - grid_eps) * quantiles`
+    of each feature's samples on `[min - margin, max + margin]`; `K` knots of the
+    uniform step are added on each side (the efficient-kan / pykan update). Discrete
+    features give repeated knots, which the basis handles.
+
+    Args:
+      x: `(N, d)` samples.
+      grid_size: `G`.
+      order: `K`.
+      grid_eps: weight of the uniform grid in `[0, 1]` (1 = uniform).
+      margin: padding added to the sample range.
+
+    Returns:
+      `(d, G + 2K + 1)` knots.
+    """
+    _check_order(order)
+    checks.check_ndim("x", x, 2, "(N, d)")
+    checks.check_finite("x", x)
+    checks.check_int_at_least("grid_size", grid_size, 1)
+    checks.check_in_range("grid_eps", grid_eps, 0.0, 1.0, closed=(True, True))
+    checks.check_positive("margin", margin, strict=False)
+    xs = jnp.sort(jnp.asarray(x), axis=0)  # (N, d)
+    n = xs.shape[0]
+    idx = np.linspace(0, n - 1, grid_size + 1).astype(np.int64)
+    adaptive = xs[idx].T  # (d, G + 1)
+    lo = xs[0] - margin
+    hi = xs[-1] + margin
+    h = (hi - lo) / grid_size
+    steps = jnp.arange(grid_size + 1, dtype=xs.dtype)
+    uniform = lo[:, None] + h[:, None] * steps[None]
+    inner = grid_eps * uniform + (1.0 - grid_eps) * adaptive
+    ext = jnp.arange(1, order + 1, dtype=xs.dtype)
+    left = inner[:, :1] - h[:, None] * ext[::-1][None]
+    right = inner[:, -1:] + h[:, None] * ext[None]
+    return jnp.concatenate([left, inner, right], axis=1)

@@ -1,0 +1,195 @@
+"""KAN layers and networks: matmul form vs edge sum, grid updates, NNX, training."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxfeat import kan
+
+CFG = kan.KANConfig(widths=(3, 4, 2), grid_size=4, order=3)
+
+
+def _net(cfg=CFG, seed=0):
+    return kan.init_kan(jax.random.key(seed), cfg), kan.kan_grids(cfg)
+
+
+def _apply(params, grids, x, cfg=CFG):
+    return jax.vmap(lambda xi: kan.kan_apply(params, xi, grids=grids, cfg=cfg))(x)
+
+
+def test_forward_equals_sum_of_edges_and_hand_formula(x64):
+    params, grids = _net()
+    x = jax.random.uniform(jax.random.key(1), (7, 3), minval=-1.5, maxval=1.5)
+    h = jax.vmap(lambda xi: kan.kan_layer_inputs(params, xi, grids=grids, cfg=CFG))(x)[
+        1
+    ]
+    edges = jax.vmap(lambda xi: kan.layer_edges(params[0], grids[0], xi, 3))(x)
+    np.testing.assert_allclose(edges.sum(1), h, atol=1e-13)
+    # hand formula for edge (q, p) = (1, 2) with an independent NumPy basis sum
+    lay = params[0]
+    basis = np.asarray(kan.bspline_basis(x, grids[0], 3))
+    want = np.asarray(lay.base_weight[1, 2]) * np.asarray(jax.nn.silu(x[:, 2])) + (
+        np.asarray(lay.spline_scaler[1, 2])
+        * basis[:, 2]
+        @ np.asarray(lay.spline_weight[1, 2])
+    )
+    np.testing.assert_allclose(edges[:, 2, 1], want, atol=1e-13)
+
+
+def test_init_statistics_and_spline_scaler():
+    params, _ = _net(kan.KANConfig(widths=(64, 129, 3)))
+    w = params[0].base_weight
+    assert float(jnp.abs(w).max()) <= 1 / 8 + 1e-7  # U(-1/sqrt(64), 1/sqrt(64))
+    assert abs(float(jnp.std(w)) - 1 / 8 / np.sqrt(3)) < 2e-3
+    np.testing.assert_array_equal(params[0].spline_scaler, 1.0)  # "paper" init
+    ek, _ = _net(kan.KANConfig(widths=(64, 129, 3), init="efficient_kan"))
+    assert float(jnp.std(ek[0].spline_scaler)) > 0.05
+    # the noise curves stay within scale_noise / (2 G) at the interior knots
+    assert float(jnp.abs(params[0].spline_weight).max()) < 0.5
+
+
+def test_grid_update_keeps_the_function(x64):
+    cfg = kan.KANConfig(widths=(2, 3, 1), grid_size=5, order=3, grid_range=(-2.0, 2.0))
+    params, grids = _net(cfg, seed=3)
+    params = jax.tree_util.tree_map(lambda a: 5 * a, params)  # non-trivial curves
+    x = jax.random.uniform(jax.random.key(4), (400, 2), minval=-1.0, maxval=1.0)
+    before = _apply(params, grids, x, cfg)
+    # refinement: G = 5 -> 20 on data; the old spline is not exactly representable
+    # on the quantile grid, but the refit keeps the function to the grid resolution
+    p2, g2, cfg2 = kan.update_kan_grids(params, x, grids=grids, cfg=cfg, grid_size=20)
+    after = _apply(p2, g2, x, cfg2)
+    assert cfg2.grid_size == 20 and g2[0].shape == (2, 27)
+    rel = float(jnp.linalg.norm(after - before) / jnp.linalg.norm(before))
+    assert rel < 1e-2, rel
+    # a uniform refinement that contains the old knots reproduces the spline exactly
+    p3, g3, cfg3 = kan.update_kan_grids(
+        params, x, grids=grids, cfg=cfg, grid_eps=1.0, margin=0.0
+    )
+    assert cfg3 == cfg
+    assert bool(jnp.all(jnp.isfinite(_apply(p3, g3, x, cfg3))))
+
+
+def test_nnx_module_matches_pure_apply():
+    model = kan.kan_module(CFG, rngs=nnx.Rngs(params=0))
+    params, grids = kan.to_pure(model)
+    x = jax.random.normal(jax.random.key(2), (5, 3))
+    np.testing.assert_allclose(model(x), _apply(params, grids, x), atol=1e-6)
+    graph, trainable, rest = nnx.split(model, nnx.Param, ...)
+    leaves = jax.tree_util.tree_leaves(trainable)
+    assert len(leaves) == 6  # 3 arrays x 2 layers; grids are not parameters
+    assert len(jax.tree_util.tree_leaves(rest)) == 2
+
+
+def test_training_fits_and_weights_drop_rows():
+    x = jax.random.normal(jax.random.key(0), (60, 3))
+    y = (x[:, 0] + 0.5 * x[:, 1] ** 2 > 0.3).astype(jnp.int32)
+    params, grids = _net()
+    tc = kan.KANTrainConfig(epochs=60, batch_size=16, learning_rate=1e-2)
+    trained, losses = kan.train_kan(
+        jax.random.key(1), params, x, y, grids=grids, cfg=CFG, train_cfg=tc
+    )
+    assert float(losses[-1]) < 0.5 * float(losses[0])
+    acc = jnp.mean(jnp.argmax(_apply(trained, grids, x), -1) == y)
+    assert float(acc) > 0.9
+    # zero-weight rows do not influence training: poison them and compare
+    w = jnp.ones(60).at[50:].set(0.0)
+    y_bad = y.at[50:].set(1 - y[50:])
+    t1, _ = kan.train_kan(
+        jax.random.key(1), params, x, y, grids=grids, cfg=CFG, train_cfg=tc, weights=w
+    )
+    t2, _ = kan.train_kan(
+        jax.random.key(1),
+        params,
+        x,
+        y_bad,
+        grids=grids,
+        cfg=CFG,
+        train_cfg=tc,
+        weights=w,
+    )
+    for a, b in zip(
+        jax.tree_util.tree_leaves(t1), jax.tree_util.tree_leaves(t2), strict=True
+    ):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_regularizer_matches_definition(x64):
+    params, grids = _net()
+    x = jax.random.normal(jax.random.key(5), (9, 3))
+    got = kan.kan_regularization(params, x, grids=grids, cfg=CFG, l1=1.0, entropy=2.0)
+    want = 0.0
+    inputs = [
+        np.asarray(x),
+        np.asarray(
+            _apply(params[:1], grids[:1], x, dataclasses.replace(CFG, widths=(3, 4)))
+        ),
+    ]
+    for lay, g, h in zip(params, grids, inputs, strict=True):
+        e = np.asarray(
+            jax.vmap(lambda hi, lay=lay, g=g: kan.layer_edges(lay, g, hi, 3))(
+                jnp.asarray(h)
+            )
+        )
+        a = np.abs(e).mean(0)
+        p = a / a.sum()
+        want += a.sum() + 2.0 * -(p * np.log(p)).sum()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: kan.KANConfig(widths=(3,)), "widths"),
+        (lambda: kan.KANConfig(widths=(3, 2), order=-1), "order"),
+        (lambda: kan.KANConfig(widths=(3, 2), init="xavier"), "init"),
+        (lambda: kan.KANTrainConfig(task="ranking"), "task"),
+        (lambda: kan.KANTrainConfig(learning_rate=-1.0), "learning_rate"),
+        (lambda: kan.kan_apply(_net()[0], jnp.zeros(4), grids=_net()[1], cfg=CFG), "x"),
+        (
+            lambda: kan.kan_apply(
+                _net()[0], jnp.zeros(3), grids=_net()[1][:1], cfg=CFG
+            ),
+            "grids",
+        ),
+        (
+            lambda: kan.kan_apply(
+                _net()[0],
+                jnp.zeros(3),
+                grids=kan.kan_grids(dataclasses.replace(CFG, grid_size=5)),
+                cfg=CFG,
+            ),
+            "grids",
+        ),
+        (
+            lambda: kan.train_kan(
+                jax.random.key(0),
+                _net()[0],
+                jnp.full((4, 3), jnp.nan),
+                jnp.zeros(4, int),
+                grids=_net()[1],
+                cfg=CFG,
+                train_cfg=kan.KANTrainConfig(),
+            ),
+            "x",
+        ),
+        (
+            lambda: kan.train_kan(
+                jax.random.key(0),
+                _net()[0],
+                jnp.zeros((4, 3)),
+                jnp.zeros(4),
+                grids=_net()[1],
+                cfg=CFG,
+                train_cfg=kan.KANTrainConfig(task="regression"),
+            ),
+            "widths",
+        ),
+    ],
+)
+def test_bad_inputs_raise(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
