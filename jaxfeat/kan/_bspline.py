@@ -11,6 +11,12 @@ A zero denominator (repeated knots) makes its term zero. The division is written
 two `where`s so that its gradient is finite too (a plain `where` would still
 differentiate `0/0`). Outside `[t_0, t_{M-1})` every basis value is zero.
 
+Convention: intervals are half-open, so at the last knot every order-0 indicator is 0
+(as efficient-kan and SciPy's `design_matrix` inside the base interval). The selector
+paper's code closes the last interval on the right and clamps denominators at 1e-8;
+the two agree for `K >= 1` on distinct knots and differ only at `x == t_{M-1}` for
+`K = 0` or with repeated knots.
+
 KAN grids are per input feature: `grid` has shape `(d, M)` and row `p` is the knot
 vector of feature `p`. The uniform KAN grid on `[lo, hi]` with `G` intervals and order
 `K` has `M = G + 2K + 1` knots `lo + h * arange(-K, G + K + 1)`, `h = (hi - lo) / G`,
