@@ -1,7 +1,61 @@
-"""`jaxfeat.influence`: not yet implemented (see the issue tracker).
+r"""Influence functions: per-example gradients, curvature, iHVPs and influence scores.
 
 | name | what it is |
 |---|---|
+| `example_loss_fn`, `per_example_losses`, `per_example_grads` | per-example losses and gradients of `f(params, x)` models (`vmap(grad)`) |
+| `random_projection` | Rademacher / Gaussian JL projection of per-example gradients |
+| `dense_grad_factors`, `dense_matrix`, `dense_from_matrix` | `jaxfeat.ntk` MLP layer gradients kept factored as `Ds ⊗ ā`; `(o, i + 1)` matrix form |
+| `IHVPConfig`, `CurvatureState`, `fit_curvature`, `ihvp` | fit-once curvature (exact, CG, LiSSA, Arnoldi, K-FAC, EK-FAC, identity) and damped inverse-curvature-vector products |
+| `DenseFactors`, `OperatorFactors`, `KroneckerFactors` | the factor containers inside a `CurvatureState` |
+| `pairwise_scores`, `self_scores`, `low_rank_query` | query × train and self-influence (positive = helpful), layer-wise terms, query batching, chunked and sharded |
+| `pbrf_objective`, `pbrf_response` | the proximal Bregman response function and its Newton minimiser |
+
+Sign convention: `score[q, m] = g_qᵀ (G + λI)⁻¹ g_m`, positive when up-weighting
+training example `m` lowers the query loss; no `1/N`.
+
+References: Koh & Liang 2017, arXiv:1703.04730; Grosse et al. 2023,
+arXiv:2308.03296; George et al. 2018, arXiv:1806.03884; Bae et al. 2022,
+arXiv:2209.05364.
 """
 
-__all__: list[str] = []
+from jaxfeat.influence._config import IHVPConfig as IHVPConfig
+from jaxfeat.influence._curvature import CurvatureState as CurvatureState
+from jaxfeat.influence._curvature import DenseFactors as DenseFactors
+from jaxfeat.influence._curvature import OperatorFactors as OperatorFactors
+from jaxfeat.influence._curvature import fit_curvature as fit_curvature
+from jaxfeat.influence._curvature import ihvp as ihvp
+from jaxfeat.influence._grads import dense_from_matrix as dense_from_matrix
+from jaxfeat.influence._grads import dense_grad_factors as dense_grad_factors
+from jaxfeat.influence._grads import dense_matrix as dense_matrix
+from jaxfeat.influence._grads import example_loss_fn as example_loss_fn
+from jaxfeat.influence._grads import per_example_grads as per_example_grads
+from jaxfeat.influence._grads import per_example_losses as per_example_losses
+from jaxfeat.influence._grads import random_projection as random_projection
+from jaxfeat.influence._kfac import KroneckerFactors as KroneckerFactors
+from jaxfeat.influence._pbrf import pbrf_objective as pbrf_objective
+from jaxfeat.influence._pbrf import pbrf_response as pbrf_response
+from jaxfeat.influence._scores import low_rank_query as low_rank_query
+from jaxfeat.influence._scores import pairwise_scores as pairwise_scores
+from jaxfeat.influence._scores import self_scores as self_scores
+
+__all__ = [
+    "CurvatureState",
+    "DenseFactors",
+    "IHVPConfig",
+    "KroneckerFactors",
+    "OperatorFactors",
+    "dense_from_matrix",
+    "dense_grad_factors",
+    "dense_matrix",
+    "example_loss_fn",
+    "fit_curvature",
+    "ihvp",
+    "low_rank_query",
+    "pairwise_scores",
+    "pbrf_objective",
+    "pbrf_response",
+    "per_example_grads",
+    "per_example_losses",
+    "random_projection",
+    "self_scores",
+]

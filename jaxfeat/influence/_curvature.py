@@ -1,0 +1,435 @@
+r"""Fit-once curvature states and damped inverse-Hessian-vector products.
+
+`fit_curvature` factorises (or records the operator of) the curvature $G$ of the
+mean training loss once; `ihvp` then applies $(G + \lambda I)^{-1}$ to any number of
+parameter pytrees. The same pair serves every strategy of `IHVPConfig`.
+"""
+
+import dataclasses
+import itertools
+import math
+from typing import Any, NamedTuple
+
+import einops
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, ArrayLike, Float
+
+from jaxfeat import ntk
+from jaxfeat._src.checks import check_finite
+from jaxfeat._src.typing import PRNGKey
+from jaxfeat.influence._config import KRONECKER, MATRIX_FREE, IHVPConfig
+from jaxfeat.influence._grads import (
+    Model,
+    dense_from_matrix,
+    dense_matrix,
+    example_keys,
+    model_apply,
+    output_loss,
+    output_pseudo_grads,
+)
+from jaxfeat.influence._kfac import eig_dtype, fit_kronecker, kronecker_solve
+
+
+class DenseFactors(NamedTuple):
+    """Eigendecomposition of a dense curvature matrix (`exact`) or its top part."""
+
+    q: Float[Array, "p k"]  # eigenvectors (columns)
+    evals: Float[Array, " k"]  # eigenvalues
+
+
+class OperatorFactors(NamedTuple):
+    """What curvature-vector products need (`cg`, `lissa`)."""
+
+    params: Any  # linearisation point
+    x: Array  # training inputs (n, ...)
+    aux: Array  # (n, k, k) output curvatures (GGN) or targets (Hessian)
+    scale: Array  # LiSSA scale (unused by CG)
+
+
+@dataclasses.dataclass(frozen=True)
+class CurvatureState:
+    r"""A fitted curvature $G$ with its damping, ready for `ihvp`.
+
+    Attributes:
+      factors: strategy-specific arrays: `DenseFactors` (`exact`, `arnoldi`),
+        `OperatorFactors` (`cg`, `lissa`), a tuple of per-layer
+        `KroneckerFactors` (`kfac`, `ekfac`) or `()` (`identity`).
+      damping: $\lambda$ as a 0-d array, or a tuple of per-layer 0-d arrays for
+        `kfac`/`ekfac`.
+      cfg: the `IHVPConfig` used (static).
+      model: the model (callable or `ntk.MLPConfig`, static).
+      treedef: tree structure of the parameters (static).
+      shapes: leaf shapes of the parameters (static).
+    """
+
+    factors: Any
+    damping: Any
+    cfg: IHVPConfig = dataclasses.field(metadata=dict(static=True))
+    model: Any = dataclasses.field(metadata=dict(static=True))
+    treedef: Any = dataclasses.field(metadata=dict(static=True))
+    shapes: tuple = dataclasses.field(metadata=dict(static=True))
+
+
+jax.tree_util.register_dataclass(CurvatureState)
+
+
+# ----------------------------------------------------------------- operators
+
+
+def _out_curvatures(model, params, x, y, keys, cfg):
+    r"""Per-example output-space curvatures $M_n = R^\top \mathrm{diag}(w) R$."""
+
+    def one(xi, yi, ki):
+        f = model_apply(model, params, xi)
+        r, w = output_pseudo_grads(
+            f, yi, ki, loss=cfg.loss, fisher=cfg.fisher, n_samples=cfg.n_samples
+        )
+        return einops.einsum(r, w, r, "c k, c, c l -> k l")
+
+    return jax.vmap(one)(x, y, keys)
+
+
+def _batch_apply(model, params, x):
+    return jax.vmap(lambda xi: model_apply(model, params, xi))(x)
+
+
+def _mean_loss(model, loss, params, x, y):
+    losses = jax.vmap(
+        lambda xi, yi: output_loss(model_apply(model, params, xi), yi, loss)
+    )
+    return jnp.mean(losses(x, y))
+
+
+def curvature_vp(model, cfg: IHVPConfig, op: OperatorFactors, v):
+    r"""$Gv$ (GGN $J^\top M J$ or Hessian) for a pytree `v` like the parameters."""
+    if cfg.curvature == "hessian":
+        grad = jax.grad(lambda p: _mean_loss(model, cfg.loss, p, op.x, op.aux))
+        return jax.jvp(grad, (op.params,), (v,))[1]
+    fwd = lambda p: _batch_apply(model, p, op.x)
+    out, jv = jax.jvp(fwd, (op.params,), (v,))
+    mjv = einops.einsum(op.aux, jv, "n k l, n l -> n k") / op.x.shape[0]
+    _, vjp_fn = jax.vjp(fwd, op.params)
+    return vjp_fn(mjv.astype(out.dtype))[0]
+
+
+def _ggn_trace(model, op: OperatorFactors) -> Array:
+    """trace(G) = mean_n tr(J_n^T M_n J_n), from one VJP per output (exact)."""
+
+    def one(xi, m):
+        f = lambda p: model_apply(model, p, xi)
+        out, vjp_fn = jax.vjp(f, op.params)
+        rows = jax.vmap(vjp_fn)(jnp.eye(out.shape[0], dtype=out.dtype))[0]
+        flat = jax.vmap(lambda t: ravel_pytree(t)[0])(rows)  # (k, p) = J
+        return jnp.sum(m * (flat @ flat.T))
+
+    return jnp.mean(jax.vmap(one)(op.x, op.aux))
+
+
+def _dense_curvature(model, params, x, y, keys, cfg):
+    flat, unravel = ravel_pytree(params)
+    if cfg.curvature == "hessian":
+        return jax.hessian(lambda t: _mean_loss(model, cfg.loss, unravel(t), x, y))(
+            flat
+        )
+    m = _out_curvatures(model, params, x, y, keys, cfg)
+    jac = jax.vmap(
+        lambda xi: jax.jacrev(lambda t: model_apply(model, unravel(t), xi))(flat)
+    )(x)
+    return einops.einsum(jac, m, jac, "n k p, n k l, n l q -> p q") / x.shape[0]
+
+
+def _tree_axpy(a, x, y):
+    return jax.tree_util.tree_map(lambda xi, yi: a * xi + yi, x, y)
+
+
+def _power_iteration(matvec, v0, n_iter: int = 30) -> Array:
+    def body(_, v):
+        w = matvec(v)
+        return w / jnp.maximum(jnp.linalg.norm(w), jnp.finfo(w.dtype).tiny)
+
+    v = lax.fori_loop(0, n_iter, body, v0 / jnp.linalg.norm(v0))
+    return jnp.vdot(v, matvec(v))
+
+
+def _arnoldi(matvec, p: int, n_iter: int, rank: int, dtype):
+    """Top-`rank` eigenpairs of a symmetric operator from `n_iter` Arnoldi steps.
+
+    Full re-orthogonalisation (two Gram-Schmidt passes) keeps the Krylov basis
+    orthonormal; the start vector is the normalised all-ones vector (deterministic).
+    """
+    basis = (
+        jnp.zeros((n_iter + 1, p), dtype).at[0].set(jnp.ones(p, dtype) / math.sqrt(p))
+    )
+    hess = jnp.zeros((n_iter + 1, n_iter), dtype)
+
+    def body(j, carry):
+        basis, hess = carry
+        w = matvec(basis[j])
+        mask = (jnp.arange(n_iter + 1) <= j).astype(dtype)
+        h = (basis @ w) * mask
+        w = w - basis.T @ h
+        h2 = (basis @ w) * mask
+        w = w - basis.T @ h2
+        beta = jnp.linalg.norm(w)
+        hess = hess.at[:, j].set(h + h2).at[j + 1, j].set(beta)
+        basis = basis.at[j + 1].set(w / jnp.maximum(beta, jnp.finfo(dtype).tiny))
+        return basis, hess
+
+    basis, hess = lax.fori_loop(0, n_iter, body, (basis, hess))
+    h = hess[:n_iter]
+    evals, evecs = jnp.linalg.eigh(0.5 * (h + h.T))
+    top = jnp.argsort(-evals)[:rank]
+    return DenseFactors(basis[:n_iter].T @ evecs[:, top], evals[top])
+
+
+# ----------------------------------------------------------------------- fit
+
+
+def _fit(model, params, x, y, key, cfg: IHVPConfig):
+    keys = example_keys(key, 0, x.shape[0])
+    edt = eig_dtype()
+    if cfg.strategy == "identity":
+        return (), jnp.asarray(0.0 if cfg.damping is None else cfg.damping, edt)
+    if cfg.strategy in KRONECKER:
+        return fit_kronecker(params, x, y, keys, mlp=model, cfg=cfg)
+    if cfg.strategy == "exact":
+        g = _dense_curvature(model, params, x, y, keys, cfg).astype(edt)
+        evals, q = jnp.linalg.eigh(0.5 * (g + g.T))
+        if cfg.curvature == "ggn":  # PSD: negative eigenvalues are round-off
+            evals = jnp.maximum(evals, 0.0)
+        lam = 0.1 * jnp.mean(evals) if cfg.damping is None else cfg.damping
+        return DenseFactors(q, evals), jnp.asarray(lam, edt)
+    aux = (
+        y
+        if cfg.curvature == "hessian"
+        else _out_curvatures(model, params, x, y, keys, cfg)
+    )
+    flat, unravel = ravel_pytree(params)
+    op = OperatorFactors(params, x, aux, jnp.zeros((), flat.dtype))
+    if cfg.damping is None:
+        lam = 0.1 * _ggn_trace(model, op) / flat.shape[0]
+    else:
+        lam = jnp.asarray(cfg.damping, flat.dtype)
+    matvec = lambda u: ravel_pytree(curvature_vp(model, cfg, op, unravel(u)))[0]
+    if cfg.strategy == "arnoldi":
+        factors = _arnoldi(
+            matvec, flat.shape[0], cfg.arnoldi_iters, cfg.arnoldi_rank, flat.dtype
+        )
+        return factors, lam
+    if cfg.strategy == "lissa":
+        if cfg.lissa_scale is None:
+            top = _power_iteration(lambda u: matvec(u) + lam * u, jnp.ones_like(flat))
+            scale = 1.5 * top
+        else:
+            scale = jnp.asarray(cfg.lissa_scale, flat.dtype)
+        op = op._replace(scale=scale)
+    return op, lam
+
+
+_fit_jit = jax.jit(_fit, static_argnames=("model", "cfg"))
+
+
+def check_tree_finite(name: str, tree) -> None:
+    """`check_finite` on every leaf of a pytree (concrete leaves only)."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        check_finite(name, leaf)
+
+
+def check_params(name: str, params, treedef, shapes) -> None:
+    """Raises `ValueError` unless `params` has the fitted structure and shapes."""
+    leaves, td = jax.tree_util.tree_flatten(params)
+    got = tuple(jnp.shape(leaf) for leaf in leaves)
+    if td != treedef or got != shapes:
+        raise ValueError(
+            f"{name}: expected parameters with structure {treedef} and leaf shapes "
+            f"{shapes}; got {td} with {got}"
+        )
+
+
+def check_data(name_x: str, x, name_y: str, y) -> None:
+    """Raises `ValueError` unless `x` and `y` share a leading example axis."""
+    if jnp.ndim(x) < 1 or jnp.ndim(y) < 1 or jnp.shape(x)[0] != jnp.shape(y)[0]:
+        raise ValueError(
+            f"{name_y}: expected a leading axis of {name_x}'s size "
+            f"{jnp.shape(x)[:1]}; got shape {jnp.shape(y)}"
+        )
+
+
+def fit_curvature(
+    model: Model,
+    params,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    cfg: IHVPConfig,
+    key: PRNGKey | None = None,
+) -> CurvatureState:
+    r"""Fits the curvature $G$ of the mean training loss once, for many `ihvp` calls.
+
+    `exact` builds the dense $G$ (`ravel_pytree` order) and eigendecomposes it;
+    `cg`/`lissa` record the linearisation point for $G$-vector products; `arnoldi`
+    keeps the top eigenpairs; `kfac`/`ekfac` fit per-layer Kronecker factors of a
+    `jaxfeat.ntk` MLP (the NTK scales $s_w$, $s_b$ are folded into $\bar a$, so the
+    factors describe the true parameter gradients). Eigendecompositions run in
+    float64 when x64 is enabled. `damping=None` gives $0.1\times$ the mean
+    eigenvalue of $G$ (per layer, of $\Lambda_\ell$, for `kfac`/`ekfac`).
+
+    Args:
+      model: `apply_fn(params, x) -> (k,)` for one example, or an `ntk.MLPConfig`
+        (required by `kfac`/`ekfac`).
+      params: parameters $\theta^s$ (for an `MLPConfig`: a tuple of `ntk.Dense`).
+      x: training inputs `(n, ...)`.
+      y: labels `(n,)` (cross-entropy) or targets `(n, k)` (MSE).
+      cfg: the strategy, Fisher mode and damping.
+      key: PRNG key for `fisher="sampled"` (labels drawn per example with
+        `fold_in(key, n)`); required there, ignored otherwise.
+
+    Returns:
+      A `CurvatureState`.
+
+    Raises:
+      ValueError: for a `kfac`/`ekfac` model that is not an `MLPConfig`, a missing
+        `key` for sampled labels, `damping=None` with a matrix-free Hessian, or
+        mismatched `x`/`y`; for NaN/inf in concrete `params` or `x`.
+
+    References:
+      Grosse et al. 2023, arXiv:2308.03296, eqs. (16)-(20); George et al. 2018,
+      arXiv:1806.03884; Martens & Grosse 2015, arXiv:1503.05671 (K-FAC); damping
+      heuristic from kronfluence (`HEURISTIC_DAMPING_SCALE = 0.1`).
+    """
+    if cfg.strategy in KRONECKER and not isinstance(model, ntk.MLPConfig):
+        raise ValueError(
+            f"model: strategy {cfg.strategy!r} needs a jaxfeat.ntk.MLPConfig; "
+            f"got {type(model).__name__}"
+        )
+    if not isinstance(model, ntk.MLPConfig) and not callable(model):
+        raise ValueError(f"model: expected a callable or MLPConfig; got {model!r}")
+    if cfg.needs_key and cfg.strategy != "identity" and key is None:
+        raise ValueError("key: fisher='sampled' draws labels; pass a PRNG key")
+    if (
+        cfg.damping is None
+        and cfg.curvature == "hessian"
+        and cfg.strategy in MATRIX_FREE
+    ):
+        raise ValueError(
+            "damping: None (0.1 x mean eigenvalue) needs the trace, which is only "
+            "computed for curvature='ggn' or strategy='exact'; pass a float"
+        )
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    check_data("x", x, "y", y)
+    check_tree_finite("params", params)
+    check_finite("x", x)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    shapes = tuple(jnp.shape(leaf) for leaf in leaves)
+    factors, damping = _fit_jit(model, params, x, y, key, cfg)
+    return CurvatureState(factors, damping, cfg, model, treedef, shapes)
+
+
+# ---------------------------------------------------------------------- ihvp
+
+
+def _flat(v) -> Array:
+    return jnp.concatenate([leaf.ravel() for leaf in jax.tree_util.tree_leaves(v)])
+
+
+def _unflat(flat: Array, treedef, shapes):
+    sizes = [math.prod(s) for s in shapes]
+    parts = jnp.split(flat, list(itertools.accumulate(sizes))[:-1]) if sizes else []
+    leaves = [part.reshape(s) for part, s in zip(parts, shapes, strict=True)]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def ihvp_one(state: CurvatureState, v):
+    r"""$(G + \lambda I)^{-1} v$ for one pytree `v` (traceable; no validation)."""
+    cfg, f, lam = state.cfg, state.factors, state.damping
+    dtype = jax.tree_util.tree_leaves(v)[0].dtype
+    if cfg.strategy == "identity":
+        return v
+    if cfg.strategy in KRONECKER:
+        return tuple(
+            dense_from_matrix(kronecker_solve(fl, lam_l, dense_matrix(vl)))
+            for fl, lam_l, vl in zip(f, lam, v, strict=True)
+        )
+    if cfg.strategy in ("exact", "arnoldi"):
+        flat = _flat(v).astype(f.q.dtype)
+        out = f.q @ ((f.q.T @ flat) / (f.evals + lam))
+        return _unflat(out.astype(dtype), state.treedef, state.shapes)
+    a_fn = lambda u: _tree_axpy(
+        lam, u, curvature_vp(state.model, cfg, f, u)
+    )  # (G + lam) u
+    if cfg.strategy == "cg":
+        out, _ = jax.scipy.sparse.linalg.cg(
+            a_fn, v, tol=cfg.cg_tol, maxiter=cfg.cg_maxiter
+        )
+        return out
+
+    def lissa_step(_, h):  # h <- v + (I - (G + lam)/scale) h
+        ah = a_fn(h)
+        return jax.tree_util.tree_map(
+            lambda vi, hi, ai: vi + hi - ai / f.scale, v, h, ah
+        )
+
+    h = lax.fori_loop(0, cfg.lissa_iters, lissa_step, v)
+    return jax.tree_util.tree_map(lambda hi: hi / f.scale, h)
+
+
+def _ihvp(state, v, batched: bool):
+    if batched:
+        return jax.vmap(ihvp_one, in_axes=(None, 0))(state, v)
+    return ihvp_one(state, v)
+
+
+_ihvp_jit = jax.jit(_ihvp, static_argnames="batched")
+
+
+def is_batched(state: CurvatureState, v) -> bool:
+    """Whether `v` carries a leading batch axis over the fitted parameter shapes."""
+    leaves, treedef = jax.tree_util.tree_flatten(v)
+    got = tuple(jnp.shape(leaf) for leaf in leaves)
+    if treedef == state.treedef and got == state.shapes:
+        return False
+    if (
+        treedef == state.treedef
+        and all(
+            len(g) == len(s) + 1 and g[1:] == s
+            for g, s in zip(got, state.shapes, strict=True)
+        )
+        and len({g[0] for g in got}) == 1
+    ):
+        return True
+    raise ValueError(
+        f"v: expected a pytree with leaf shapes {state.shapes} (or with one leading "
+        f"batch axis) and structure {state.treedef}; got {got}, {treedef}"
+    )
+
+
+def ihvp(state: CurvatureState, v):
+    r"""Damped inverse curvature-vector product $(G + \lambda I)^{-1} v$.
+
+    `v` is a pytree like the fitted parameters, or a batch of them (one leading
+    axis on every leaf), which is mapped with `vmap`. `identity` returns `v`;
+    `arnoldi` solves in the span of its top eigenvectors (the complement is dropped,
+    as in Schioppa et al.); `cg` stops at relative residual `cfg.cg_tol`; `lissa`
+    runs `cfg.lissa_iters` steps of $h \leftarrow v + (I - (G+\lambda I)/c)h$ and
+    returns $h/c$.
+
+    Args:
+      state: from `fit_curvature`.
+      v: parameter-shaped pytree, or a batch of them.
+
+    Returns:
+      A pytree like `v` (dtype of `v`).
+
+    Raises:
+      ValueError: if `v` does not match the fitted parameters, or a concrete `v`
+        holds NaN/inf.
+
+    References:
+      Koh & Liang 2017, arXiv:1703.04730; Grosse et al. 2023, arXiv:2308.03296.
+    """
+    batched = is_batched(state, v)
+    check_tree_finite("v", v)
+    return _ihvp_jit(state, v, batched)

@@ -1,0 +1,286 @@
+r"""Per-example losses and gradients, GGN pseudo-gradients, and random projections.
+
+A model is either a plain `apply_fn(params, x) -> (k,)` of one example or a
+`jaxfeat.ntk.MLPConfig`, whose dense layers can be handled in factored form: the
+per-example gradient of layer $\ell$ is $DW = Ds\,\bar a^\top$ with
+$\bar a = [s_w h; s_b]$ (the homogeneous coordinate carries the NTK bias scale) and
+$Ds = \partial L/\partial z_\ell$, so it is stored as the pair $(\bar a, Ds)$.
+"""
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import einops
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jaxtyping import Array, ArrayLike, Float
+
+from jaxfeat import ntk
+from jaxfeat._src.checks import check_choice, check_int_at_least
+from jaxfeat._src.typing import PRNGKey
+from jaxfeat.influence._config import LOSSES
+
+Model = Callable | ntk.MLPConfig
+
+
+def model_apply(model: Model, params, x: Array) -> Array:
+    """Output of `model` (callable or `MLPConfig`) on one example."""
+    if isinstance(model, ntk.MLPConfig):
+        return ntk.mlp_apply(params, x, model)
+    return model(params, x)
+
+
+def output_loss(f: Array, y: Array, loss: str) -> Array:
+    """Per-example loss on the output `f` `(k,)`: softmax CE (label `y`) or MSE."""
+    if loss == "cross_entropy":
+        return jax.nn.logsumexp(f) - jnp.take(f, y.astype(jnp.int32))
+    return 0.5 * jnp.sum((f - y) ** 2)
+
+
+def example_loss_fn(model: Model, loss: str) -> Callable:
+    r"""The per-example loss $L(\theta, x, y)$ of a model, as `loss_fn(params, x, y)`.
+
+    Args:
+      model: `apply_fn(params, x) -> (k,)` for one example, or an `ntk.MLPConfig`.
+      loss: `"cross_entropy"` (integer label) or `"mse"` ($\tfrac12\|f-y\|^2$).
+
+    Returns:
+      `loss_fn(params, x, y) -> ()`, a scalar for one example.
+
+    Raises:
+      ValueError: if `loss` is unknown.
+    """
+    check_choice("loss", loss, LOSSES)
+    return _ExampleLoss(model, loss)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ExampleLoss:
+    """Hashable by value, so `jit` caches on `(model, loss)` across calls."""
+
+    model: Model
+    loss: str
+
+    def __call__(self, params, x, y):
+        return output_loss(model_apply(self.model, params, x), y, self.loss)
+
+
+def _per_example_losses(loss_fn, params, x, y):
+    return jax.vmap(loss_fn, in_axes=(None, 0, 0))(params, x, y)
+
+
+def _per_example_grads(loss_fn, params, x, y):
+    return jax.vmap(jax.grad(loss_fn), in_axes=(None, 0, 0))(params, x, y)
+
+
+_losses_jit = jax.jit(_per_example_losses, static_argnames="loss_fn")
+_grads_jit = jax.jit(_per_example_grads, static_argnames="loss_fn")
+
+
+def per_example_losses(
+    loss_fn: Callable, params, x: ArrayLike, y: ArrayLike
+) -> Float[Array, " n"]:
+    r"""Losses $L(\theta, x_n, y_n)$ of every example (`vmap` of `loss_fn`).
+
+    Args:
+      loss_fn: `loss_fn(params, x, y) -> ()` of one example (see `example_loss_fn`).
+      params: parameter pytree.
+      x: inputs with a leading example axis `(n, ...)`.
+      y: targets `(n, ...)`.
+
+    Returns:
+      Losses, shape `(n,)`.
+    """
+    return _losses_jit(loss_fn, params, jnp.asarray(x), jnp.asarray(y))
+
+
+def per_example_grads(loss_fn: Callable, params, x: ArrayLike, y: ArrayLike):
+    r"""Per-example gradients $\nabla_\theta L(\theta, x_n, y_n)$ (`vmap(grad)`).
+
+    Args:
+      loss_fn: `loss_fn(params, x, y) -> ()` of one example (see `example_loss_fn`).
+      params: parameter pytree.
+      x: inputs `(n, ...)`.
+      y: targets `(n, ...)`.
+
+    Returns:
+      A pytree like `params` whose leaves carry a leading axis `n`.
+    """
+    return _grads_jit(loss_fn, params, jnp.asarray(x), jnp.asarray(y))
+
+
+def output_pseudo_grads(
+    f: Array, y: Array, key: PRNGKey, *, loss: str, fisher: str, n_samples: int
+) -> tuple[Array, Array]:
+    r"""Output-space pseudo-gradients $r_c$ and weights $w_c$ of one example.
+
+    $\sum_c w_c r_c r_c^\top$ is the output-space curvature: for `"exact"` it is
+    the loss Hessian in $f$ ($\mathrm{diag}(p) - pp^\top$ for softmax CE, $I$ for
+    MSE), for `"sampled"` its Monte Carlo estimate with labels $\hat y \sim p(y|x)$,
+    for `"empirical"` the outer product of the true-label gradient.
+
+    Returns:
+      `(r, w)` of shapes `(c, k)` and `(c,)`.
+    """
+    k = f.shape[0]
+    f = lax.stop_gradient(f)
+    eye = jnp.eye(k, dtype=f.dtype)
+    if loss == "cross_entropy":
+        p = jax.nn.softmax(f)
+        if fisher == "exact":
+            return p[None, :] - eye, p
+        if fisher == "sampled":
+            labels = jax.random.categorical(key, f, shape=(n_samples,))
+            w = jnp.full((n_samples,), 1.0 / n_samples, f.dtype)
+            return p[None, :] - jax.nn.one_hot(labels, k, dtype=f.dtype), w
+        r = p - jax.nn.one_hot(y.astype(jnp.int32), k, dtype=f.dtype)
+        return r[None, :], jnp.ones((1,), f.dtype)
+    if fisher == "exact":
+        return eye, jnp.ones((k,), f.dtype)
+    if fisher == "sampled":
+        w = jnp.full((n_samples,), 1.0 / n_samples, f.dtype)
+        return jax.random.normal(key, (n_samples, k), f.dtype), w
+    return (f - y)[None, :], jnp.ones((1,), f.dtype)
+
+
+def example_keys(key: PRNGKey | None, start, n: int) -> Array:
+    """Per-example keys `fold_in(key, start + i)` (a fixed unused key if `None`)."""
+    # The fixed key is only a placeholder for modes that draw nothing.
+    key = jax.random.key(0) if key is None else key
+    idx = start + jnp.arange(n, dtype=jnp.int32)
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
+
+
+def _mlp_vjp(params, x, mlp):
+    deltas = tuple(jnp.zeros(layer.b.shape, layer.b.dtype) for layer in params)
+    fwd = lambda d: (lambda o: (o[0], o[1]))(ntk.mlp_taps(params, x, mlp, d))
+    out, vjp_fn, inputs = jax.vjp(fwd, deltas, has_aux=True)
+    _, _, bias_scales = ntk.mlp_taps(params, x, mlp)
+    abar = tuple(
+        jnp.concatenate([h, jnp.full((1,), sb, h.dtype)])
+        for h, sb in zip(inputs, bias_scales, strict=True)
+    )
+    return out, vjp_fn, abar
+
+
+def mlp_pseudo_factors(params, x, y, keys, *, mlp, loss, fisher, n_samples):
+    """Per layer `(abar (n, i+1), ds (n, c, o))`; pseudo-grad weights `(n, c)`."""
+
+    def one(xi, yi, ki):
+        out, vjp_fn, abar = _mlp_vjp(params, xi, mlp)
+        r, w = output_pseudo_grads(
+            out, yi, ki, loss=loss, fisher=fisher, n_samples=n_samples
+        )
+        (ds,) = jax.vmap(vjp_fn)(r)
+        return abar, ds, w
+
+    abar, ds, w = jax.vmap(one)(x, y, keys)
+    return tuple(zip(abar, ds, strict=True)), w
+
+
+def _dense_grad_factors(params, x, y, mlp, loss):
+    def one(xi, yi):
+        out, vjp_fn, abar = _mlp_vjp(params, xi, mlp)
+        r = jax.grad(output_loss)(out, yi, loss)
+        (ds,) = vjp_fn(r)
+        return tuple(zip(abar, ds, strict=True))
+
+    return jax.vmap(one)(x, y)
+
+
+_dense_grad_factors_jit = jax.jit(_dense_grad_factors, static_argnames=("mlp", "loss"))
+
+
+def dense_grad_factors(
+    params: tuple[ntk.Dense, ...],
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    mlp: ntk.MLPConfig,
+    loss: str = "cross_entropy",
+) -> tuple[tuple[Float[Array, "n i"], Float[Array, "n o"]], ...]:
+    r"""Per-example dense-layer gradients kept factored as $Ds \otimes \bar a$.
+
+    The gradient of layer $\ell$ in matrix form (`dense_matrix`) is the outer
+    product $Ds_n \bar a_n^\top$, shape `(o, i + 1)`; $\bar a = [s_w h; s_b]$ so the
+    NTK scales are included and the result equals the true parameter gradient.
+
+    Args:
+      params: layers from `ntk.init_mlp`.
+      x: inputs `(n, d)`.
+      y: labels `(n,)` (cross-entropy) or targets `(n, k)` (MSE).
+      mlp: the network configuration.
+      loss: `"cross_entropy"` or `"mse"`.
+
+    Returns:
+      Per layer, `(abar, ds)` of shapes `(n, i + 1)` and `(n, o)`.
+
+    Raises:
+      ValueError: if `loss` is unknown.
+
+    References:
+      Grosse et al. 2023, arXiv:2308.03296, §2.2 (layer gradients $Ds\,\bar a^\top$).
+    """
+    check_choice("loss", loss, LOSSES)
+    return _dense_grad_factors_jit(params, jnp.asarray(x), jnp.asarray(y), mlp, loss)
+
+
+def dense_matrix(layer: ntk.Dense) -> Float[Array, "o i"]:
+    r"""A dense layer (or its gradient) as the `(o, i + 1)` matrix $[W^\top\,|\,b]$.
+
+    Row-major `ravel` of this matrix is the vec convention of the Kronecker factors:
+    $G_\ell \approx S \otimes A$ (`jnp.kron(S, A)`).
+    """
+    return jnp.concatenate([layer.w.T, layer.b[:, None]], axis=1)
+
+
+def dense_from_matrix(mat: Float[ArrayLike, "o i"]) -> ntk.Dense:
+    """Inverse of `dense_matrix`: `(o, i + 1)` matrix to `Dense(w (i, o), b (o,))`."""
+    mat = jnp.asarray(mat)
+    return ntk.Dense(mat[:, :-1].T, mat[:, -1])
+
+
+def flatten_batch(tree) -> Array:
+    """Leaves with a leading axis `n` raveled and concatenated to `(n, p)`."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    n = leaves[0].shape[0]
+    return jnp.concatenate([leaf.reshape(n, -1) for leaf in leaves], axis=1)
+
+
+def random_projection(
+    key: PRNGKey, grads, k: int, *, kind: str = "rademacher"
+) -> Float[Array, "n k"]:
+    r"""Johnson-Lindenstrauss projection $P^\top g_n$ of per-example gradients.
+
+    $P$ has shape `(p, k)` with entries $\pm 1/\sqrt{k}$ (`"rademacher"`) or
+    $N(0, 1/k)$ (`"gaussian"`), so $E[\langle P^\top g, P^\top h\rangle] =
+    \langle g, h\rangle$. The same key gives the same $P$.
+
+    Args:
+      key: PRNG key for $P$.
+      grads: pytree of per-example gradients with leading axis `n` (leaves raveled
+        in `tree_leaves` order, `p` entries per example).
+      k: projection dimension.
+      kind: `"rademacher"` or `"gaussian"`.
+
+    Returns:
+      Projected gradients, shape `(n, k)`.
+
+    Raises:
+      ValueError: if `k < 1` or `kind` is unknown.
+
+    References:
+      Park et al. 2023, arXiv:2303.14186 (TRAK); Xia et al. 2024, arXiv:2402.04333
+      (LESS).
+    """
+    check_int_at_least("k", k, 1)
+    check_choice("kind", kind, ("rademacher", "gaussian"))
+    g = flatten_batch(grads)
+    shape = (g.shape[1], k)
+    if kind == "rademacher":
+        proj = jax.random.rademacher(key, shape, g.dtype)
+    else:
+        proj = jax.random.normal(key, shape, g.dtype)
+    return einops.einsum(g, proj, "n p, p k -> n k") / math.sqrt(k)

@@ -1,0 +1,91 @@
+r"""K-FAC and EK-FAC factors of `jaxfeat.ntk` MLPs and their damped inverse.
+
+For a dense layer with per-example (pseudo-)gradient $DW = Ds\,\bar a^\top$
+(shape `(o, i + 1)`, see `dense_matrix`), row-major vec gives
+$\mathrm{vec}(DW)\mathrm{vec}(DW)^\top = (Ds\,Ds^\top) \otimes (\bar a \bar a^\top)$,
+so $G_\ell \approx S \otimes A$ (`jnp.kron(S, A)`) with $A = E[\bar a \bar a^\top]$,
+$S = E[Ds\,Ds^\top]$. With $A = Q_A \mathrm{diag}(\lambda_A) Q_A^\top$ and
+$S = Q_S \mathrm{diag}(\lambda_S) Q_S^\top$, EK-FAC replaces $\lambda_S\lambda_A^\top$
+by $\Lambda = E[(Q_S^\top DW Q_A)^{\odot 2}]$, and
+$(G_\ell + \lambda_\ell I)^{-1} V = Q_S[(Q_S^\top V Q_A) \oslash (\Lambda +
+\lambda_\ell)]Q_A^\top$.
+"""
+
+from typing import NamedTuple
+
+import einops
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from jaxfeat.influence._grads import mlp_pseudo_factors
+
+
+class KroneckerFactors(NamedTuple):
+    """One dense layer's factors; `i` counts the homogeneous coordinate."""
+
+    a: Float[Array, "i i"]  # A = E[abar abar^T]
+    s: Float[Array, "o o"]  # S = E[sum_c w_c Ds_c Ds_c^T]
+    q_a: Float[Array, "i i"]  # eigenvectors of A
+    q_s: Float[Array, "o o"]  # eigenvectors of S
+    eig_a: Float[Array, " i"]  # eigenvalues of A (clipped at 0)
+    eig_s: Float[Array, " o"]  # eigenvalues of S (clipped at 0)
+    lam: Float[Array, "o i"]  # Λ (EK-FAC) or eig_s eig_a^T (K-FAC)
+
+
+def eig_dtype():
+    """float64 when x64 is enabled, else float32 (the eigensolve precision)."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
+def psd_eigh(m: Array) -> tuple[Array, Array]:
+    """Eigenpairs of a PSD matrix; negative eigenvalues (round-off) clipped to 0."""
+    m = m.astype(eig_dtype())
+    evals, evecs = jnp.linalg.eigh(0.5 * (m + m.T))
+    return jnp.maximum(evals, 0.0), evecs
+
+
+def fit_kronecker(params, x, y, keys, *, mlp, cfg):
+    """Per-layer `KroneckerFactors` and damping of an MLP (traced under `jit`)."""
+    layers, w = mlp_pseudo_factors(
+        params,
+        x,
+        y,
+        keys,
+        mlp=mlp,
+        loss=cfg.loss,
+        fisher=cfg.fisher,
+        n_samples=cfg.n_samples,
+    )
+    n = x.shape[0]
+    factors, damping = [], []
+    for abar, ds in layers:
+        a = einops.einsum(abar, abar, "n i, n j -> i j") / n
+        s = einops.einsum(w, ds, ds, "n c, n c o, n c q -> o q") / n
+        eig_a, q_a = psd_eigh(a)
+        eig_s, q_s = psd_eigh(s)
+        if cfg.strategy == "ekfac":
+            ds_rot = einops.einsum(ds.astype(q_s.dtype), q_s, "n c o, o q -> n c q")
+            a_rot = einops.einsum(abar.astype(q_a.dtype), q_a, "n i, i j -> n j")
+            lam = (
+                einops.einsum(
+                    w.astype(q_s.dtype), ds_rot**2, a_rot**2, "n c, n c o, n i -> o i"
+                )
+                / n
+            )
+        else:
+            lam = jnp.outer(eig_s, eig_a)
+        factors.append(KroneckerFactors(a, s, q_a, q_s, eig_a, eig_s, lam))
+        damping.append(
+            0.1 * jnp.mean(lam)
+            if cfg.damping is None
+            else jnp.asarray(cfg.damping, lam.dtype)
+        )
+    return tuple(factors), tuple(damping)
+
+
+def kronecker_solve(f: KroneckerFactors, damping: Array, v: Array) -> Array:
+    r"""$Q_S[(Q_S^\top V Q_A) \oslash (\Lambda + \lambda)]Q_A^\top$ for `V` `(o, i)`."""
+    vv = v.astype(f.q_s.dtype)
+    rot = f.q_s.T @ vv @ f.q_a
+    return (f.q_s @ (rot / (f.lam + damping)) @ f.q_a.T).astype(v.dtype)

@@ -1,0 +1,171 @@
+"""Curvature strategies vs independent dense references (all under x64)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from jaxfeat import influence, ntk
+from jaxfeat._src.testing import assert_close, rel_fro
+from tests.influence._common import (
+    MLP,
+    apply_fn,
+    dense_ggn,
+    label_grads,
+    mlp_problem,
+)
+
+
+def _cfg(**kw):
+    return influence.IHVPConfig(**kw)
+
+
+def _block_ggn(params, x):
+    """Exact per-layer GGN blocks mean_n sum_c p_c vec(DW) vec(DW)^T."""
+    mats, p = label_grads(params, x)
+    return [jnp.einsum("nk,nkp,nkq->pq", p, m, m) / x.shape[0] for m in mats]
+
+
+def test_kronecker_order_is_kron_S_A_for_one_example(key, x64):
+    params, x, y = mlp_problem(key, n=1)
+    state = influence.fit_curvature(
+        MLP, params, x, y, cfg=_cfg(strategy="kfac", damping=0.0)
+    )
+    for f, g in zip(state.factors, _block_ggn(params, x), strict=True):
+        # N = 1: K-FAC is exact with row-major (o, i+1) vec <-> kron(S, A).
+        assert rel_fro(jnp.kron(f.s, f.a), g) < 1e-10
+        assert rel_fro(jnp.kron(f.a, f.s), g) > 1e-2  # the other order is wrong
+
+
+def _ekfac_dense(f):
+    q = jnp.kron(f.q_s, f.q_a)
+    return q @ jnp.diag(f.lam.ravel()) @ q.T
+
+
+def test_ekfac_trace_and_frobenius(key, x64):
+    params, x, y = mlp_problem(key)
+    state = influence.fit_curvature(
+        MLP, params, x, y, cfg=_cfg(strategy="ekfac", damping=0.0)
+    )
+    for f, g in zip(state.factors, _block_ggn(params, x), strict=True):
+        g_ek, g_k = _ekfac_dense(f), jnp.kron(f.s, f.a)
+        assert jnp.all(f.lam >= 0)
+        np.testing.assert_allclose(jnp.trace(g_ek), jnp.trace(g), rtol=1e-8)
+        assert jnp.linalg.norm(g - g_ek) <= jnp.linalg.norm(g - g_k)
+
+
+def test_ekfac_ihvp_equals_dense_solve_in_its_eigenbasis(key, x64):
+    params, x, y = mlp_problem(key)
+    state = influence.fit_curvature(
+        MLP, params, x, y, cfg=_cfg(strategy="ekfac", damping=None)
+    )
+    v = ntk.init_mlp(jax.random.fold_in(key, 1), MLP)
+    out = influence.ihvp(state, v)
+    for f, lam, vl, ol in zip(state.factors, state.damping, v, out, strict=True):
+        g = _ekfac_dense(f) + lam * jnp.eye(f.lam.size)
+        expected = jnp.linalg.solve(g, influence.dense_matrix(vl).ravel())
+        assert rel_fro(influence.dense_matrix(ol).ravel(), expected) < 1e-8
+
+
+def test_kfac_is_ekfac_with_kronecker_eigenvalues(key, x64):
+    params, x, y = mlp_problem(key)
+    ek = influence.fit_curvature(
+        MLP, params, x, y, cfg=_cfg(strategy="ekfac", damping=0.1)
+    )
+    kf = influence.fit_curvature(
+        MLP, params, x, y, cfg=_cfg(strategy="kfac", damping=0.1)
+    )
+    swapped = tuple(f._replace(lam=jnp.outer(f.eig_s, f.eig_a)) for f in ek.factors)
+    ek2 = dataclasses.replace(ek, factors=swapped)
+    v = ntk.init_mlp(jax.random.fold_in(key, 1), MLP)
+    assert_close(influence.ihvp(ek2, v), influence.ihvp(kf, v), kind="factorization")
+    for f, vl, ol in zip(kf.factors, v, influence.ihvp(kf, v), strict=True):
+        g = jnp.kron(f.s, f.a) + 0.1 * jnp.eye(f.lam.size)  # K-FAC's dense form
+        expected = jnp.linalg.solve(g, influence.dense_matrix(vl).ravel())
+        assert rel_fro(influence.dense_matrix(ol).ravel(), expected) < 1e-8
+
+
+def test_damping_none_is_a_tenth_of_mean_lambda_per_layer(key, x64):
+    params, x, y = mlp_problem(key)
+    state = influence.fit_curvature(MLP, params, x, y, cfg=_cfg(strategy="ekfac"))
+    lams = [float(d) for d in state.damping]
+    for f, d in zip(state.factors, lams, strict=True):
+        np.testing.assert_allclose(d, 0.1 * float(jnp.mean(f.lam)), rtol=1e-12)
+    assert abs(lams[0] - lams[1]) > 1e-6 * max(lams)  # per layer, not global
+    fixed = influence.fit_curvature(
+        MLP, params, x, y, cfg=_cfg(strategy="ekfac", damping=0.25)
+    )
+    assert all(float(d) == 0.25 for d in fixed.damping)
+
+
+@pytest.mark.parametrize("strategy", ["exact", "cg", "lissa"])
+def test_solvers_match_dense_solve(key, x64, strategy):
+    params, x, y = mlp_problem(key)
+    lam = 0.5
+    cfg = _cfg(strategy=strategy, damping=lam, cg_tol=1e-10, lissa_iters=400)
+    state = influence.fit_curvature(apply_fn, params, x, y, cfg=cfg)
+    v = ntk.init_mlp(jax.random.fold_in(key, 1), MLP)
+    g = dense_ggn(params, x)
+    flat_v, _ = ravel_pytree(v)
+    expected = jnp.linalg.solve(g + lam * jnp.eye(g.shape[0]), flat_v)
+    got = ravel_pytree(influence.ihvp(state, v))[0]
+    # exact: backward error; CG: 10 x tol; LiSSA: geometric rate
+    # (1 - (lam_min + lam)/scale)^400; measured 3e-16 (CG 7e-12) here.
+    tol = {"exact": 1e-10, "cg": 1e-9, "lissa": 1e-8}[strategy]
+    assert rel_fro(got, expected) < tol
+
+
+def test_exact_hessian_matches_jax_hessian(key, x64):
+    params, x, y = mlp_problem(key)
+    state = influence.fit_curvature(
+        apply_fn,
+        params,
+        x,
+        y,
+        cfg=_cfg(strategy="exact", curvature="hessian", damping=2.0),
+    )
+    flat, unravel = ravel_pytree(params)
+    lf = influence.example_loss_fn(apply_fn, "cross_entropy")
+    h = jax.hessian(
+        lambda t: jnp.mean(influence.per_example_losses(lf, unravel(t), x, y))
+    )(flat)
+    v = ntk.init_mlp(jax.random.fold_in(key, 1), MLP)
+    expected = jnp.linalg.solve(h + 2.0 * jnp.eye(h.shape[0]), ravel_pytree(v)[0])
+    assert rel_fro(ravel_pytree(influence.ihvp(state, v))[0], expected) < 1e-10
+
+
+def test_arnoldi_recovers_top_eigenpairs(key, x64):
+    params, x, y = mlp_problem(key)
+    cfg = _cfg(strategy="arnoldi", damping=0.1, arnoldi_iters=25, arnoldi_rank=3)
+    state = influence.fit_curvature(apply_fn, params, x, y, cfg=cfg)
+    evals, evecs = jnp.linalg.eigh(dense_ggn(params, x))
+    top = evals[::-1][:3]
+    np.testing.assert_allclose(state.factors.evals, top, rtol=1e-8)
+    overlap = jnp.abs(jnp.sum(state.factors.q * evecs[:, ::-1][:, :3], axis=0))
+    np.testing.assert_allclose(overlap, 1.0, atol=1e-6)
+
+
+def test_sampled_fisher_approaches_exact(key, x64):
+    params, x, y = mlp_problem(key)
+    exact = influence.fit_curvature(
+        MLP, params, x, y, cfg=_cfg(strategy="kfac", damping=0.0)
+    )
+    sampled = influence.fit_curvature(
+        MLP,
+        params,
+        x,
+        y,
+        cfg=_cfg(strategy="kfac", damping=0.0, fisher="sampled", n_samples=4000),
+        key=jax.random.fold_in(key, 2),
+    )
+    # Monte Carlo: rel. error ~ c / sqrt(n * n_samples); c <= 3 stated.
+    err = rel_fro(sampled.factors[1].s, exact.factors[1].s)
+    assert err < 3 / np.sqrt(8 * 4000)
+    emp = influence.fit_curvature(
+        MLP, params, x, y, cfg=_cfg(strategy="kfac", damping=0.0, fisher="empirical")
+    )
+    ds = influence.dense_grad_factors(params, x, y, mlp=MLP)[1][1]
+    assert_close(emp.factors[1].s, ds.T @ ds / 8, kind="factorization")
