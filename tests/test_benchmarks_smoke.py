@@ -44,3 +44,40 @@ def test_ntk_benchmark_smoke(tmp_path):
         "jaxfeat ntvp",
         "jaxfeat naive",
     } <= impls
+
+
+def test_kan_benchmark_smoke(tmp_path):
+    from benchmarks import kan as kan_bench
+
+    out = tmp_path / "kan.json"
+    summary = kan_bench.main(["--smoke", "--repeats", "1", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "kan"
+    assert data["reference"] is False  # pykan / jaxkan never run at smoke size
+    for row in data["rows"]:
+        if "median_s" in row:
+            assert row["min_s"] <= row["median_s"] <= row["max_s"]
+    for key in (
+        "samples_per_s_jaxfeat",
+        "train_fraction_of_matmul_peak",
+        "crossval_s",
+        "crossval_scoring_only_s",
+    ):
+        assert isinstance(summary[key], float) and summary[key] > 0
+    assert {r["impl"] for r in data["rows"] if r["task"] == "train"} == {
+        "jaxfeat",
+        "jaxkan",
+        "pykan",
+    }
+
+
+def test_influence_benchmark_smoke(tmp_path):
+    from benchmarks import influence as inf_bench
+
+    out = tmp_path / "influence.json"
+    summary = inf_bench.main(["--smoke", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "influence"
+    for row in data["rows"]:
+        assert row["min"] <= row["median"] <= row["max"]
+    assert summary["jaxfeat_total_s"] > 0 and summary["n_query"] == 10

@@ -25,6 +25,7 @@ from jaxtyping import ArrayLike
 
 from jaxfeat._src import checks
 from jaxfeat.kan._bspline import (
+    _basis_lead,
     _check_grid,
     _fit,
     bspline_basis,
@@ -197,16 +198,16 @@ def layer_edges(layer: KANLayer, grid: ArrayLike, x: ArrayLike, order: int):
 
 @functools.partial(jax.jit, static_argnames=("order",))
 def _edges(layer, grid, x, order):
-    basis = bspline_basis(x, grid, order)  # (d, nb)
-    spline = jnp.einsum("pk,qpk->pq", basis, layer.spline_weight)
+    basis = _basis_lead(x, grid, order)  # (nb, d)
+    spline = jnp.einsum("kp,qpk->pq", basis, layer.spline_weight)
     base = jax.nn.silu(x)[:, None] * layer.base_weight.T
     return base + spline * layer.spline_scaler.T
 
 
 def _layer_apply(layer, grid, x, order):
-    basis = bspline_basis(x, grid, order)  # (d, nb)
+    basis = _basis_lead(x, grid, order)  # (nb, d), basis axis first (see _bspline)
     coef = layer.spline_weight * layer.spline_scaler[..., None]
-    return layer.base_weight @ jax.nn.silu(x) + jnp.einsum("qpk,pk->q", coef, basis)
+    return layer.base_weight @ jax.nn.silu(x) + jnp.einsum("qpk,kp->q", coef, basis)
 
 
 def kan_apply(
