@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PILLARS = {"linear_ssl": "LSSL", "ntk": "NTK", "kan": "KAN"}
+PILLARS = {"linear_ssl": "LSSL", "ntk": "NTK", "kan": "KAN", "influence": "INF"}
 
 
 def _note_ids(pillar, prefix):
