@@ -25,18 +25,18 @@ from jaxfeat.influence._config import LOSSES
 Model = Callable | ntk.MLPConfig
 
 
-def model_apply(model: Model, params, x: Array) -> Array:
+def model_apply(model: Model, params, x: ArrayLike) -> Array:
     """Output of `model` (callable or `MLPConfig`) on one example."""
     if isinstance(model, ntk.MLPConfig):
         return ntk.mlp_apply(params, x, model)
     return model(params, x)
 
 
-def output_loss(f: Array, y: Array, loss: str) -> Array:
+def output_loss(f: ArrayLike, y: ArrayLike, loss: str) -> Array:
     """Per-example loss on the output `f` `(k,)`: softmax CE (label `y`) or MSE."""
     if loss == "cross_entropy":
-        return jax.nn.logsumexp(f) - jnp.take(f, y.astype(jnp.int32))
-    return 0.5 * jnp.sum((f - y) ** 2)
+        return jax.nn.logsumexp(f) - jnp.take(f, jnp.asarray(y).astype(jnp.int32))
+    return 0.5 * jnp.sum((jnp.asarray(f) - y) ** 2)
 
 
 def example_loss_fn(model: Model, loss: str) -> Callable:
