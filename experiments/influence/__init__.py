@@ -1,0 +1,1 @@
+"""Experiments of pillar 4: influence functions and EK-FAC (`jaxfeat.influence`)."""
