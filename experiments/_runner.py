@@ -149,6 +149,9 @@ def write_report(out_root: Path, registry: dict) -> Path:
             summary.append((c["kind"], status))
             if c["kind"] == "finding" and status != "PASS" and status != "n/a":
                 not_reproduced.append(f"- `{c['id']}` ({exp.slug}): {c['statement']}")
+        table = res.get("metrics", {}).get("table_md")
+        if isinstance(table, str) and table.strip():  # an experiment's own table
+            sections += ["", table.strip()]
         sections += ["", f"![{exp.name}]({exp.slug}/figure.png)", ""]
     n_pass = sum(s == "PASS" for _, s in summary)
     n_fail_check = sum(k == "check" and s != "PASS" and s != "n/a" for k, s in summary)
