@@ -1,0 +1,1 @@
+"""Experiments of pillar 3: KAN spline-based feature selectors (`jaxfeat.kan`)."""
