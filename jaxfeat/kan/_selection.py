@@ -140,6 +140,11 @@ def _score(method, params, xv, yv, grids, cfg, task):
     return kan_attr(params, xv, grids=grids, cfg=cfg)
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "dtype"))
+def _init_folds(keys, cfg, dtype):
+    return jax.vmap(lambda k: init_kan(k, cfg, dtype=dtype))(keys)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "tcfg"))
 def _train_folds(keys, params, xs, ys, ws, grids, cfg, tcfg):
     # One compiled program per (cfg, tcfg, shapes): repeated calls reuse it. The fold
@@ -209,7 +214,7 @@ def crossval_feature_scores(
         if same_init
         else jax.random.split(k_init, len(folds))
     )
-    params0 = jax.vmap(lambda k: init_kan(k, cfg, dtype=dtype))(init_keys)
+    params0 = _init_folds(init_keys, cfg, dtype)
     batched, n_folds = shard_batch(
         (
             jax.random.split(k_train, len(folds)),

@@ -156,8 +156,9 @@ def train_kan(
       grids: the network's grids (not trained).
       cfg: the architecture.
       train_cfg: the optimisation settings.
-      weights: optional `(N,)` per-sample weights (0 drops a row; used to train
-        cross-validation folds of unequal size in one `vmap`).
+      weights: optional `(N,)` per-sample weights (0 removes a row from the loss;
+        it still occupies a minibatch slot, so heavy padding shrinks the effective
+        batch). Used to train cross-validation folds of unequal size in one `vmap`.
 
     Returns:
       `(params, epoch_losses)` with `epoch_losses` `(epochs,)`: the mean training
