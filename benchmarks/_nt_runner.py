@@ -5,6 +5,8 @@ interpreter has jax<=0.4.30 and neural-tangents 0.6.5 (which does not import wit
 current JAX). The input file holds the MLP weights (NTK parameterisation), inputs and
 settings; the output holds the kernels and times of every working implementation.
 This file imports neither jaxfeat nor anything newer than that environment has.
+It is not a benchmark itself: `benchmarks/ntk.py` writes the JSON results
+(`benchmarks/results/ntk.json`).
 """
 
 import sys

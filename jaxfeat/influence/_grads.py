@@ -112,7 +112,7 @@ def per_example_grads(loss_fn: Callable, params, x: ArrayLike, y: ArrayLike):
 
 
 def output_pseudo_grads(
-    f: Array, y: Array, key: PRNGKey, *, loss: str, fisher: str, n_samples: int
+    f: Array, y: Array, key, *, loss: str, fisher: str, n_samples: int
 ) -> tuple[Array, Array]:
     r"""Output-space pseudo-gradients $r_c$ and weights $w_c$ of one example.
 
@@ -120,6 +120,14 @@ def output_pseudo_grads(
     the loss Hessian in $f$ ($\mathrm{diag}(p) - pp^\top$ for softmax CE, $I$ for
     MSE), for `"sampled"` its Monte Carlo estimate with labels $\hat y \sim p(y|x)$,
     for `"empirical"` the outer product of the true-label gradient.
+
+    Args:
+      f: `(k,)` model output.
+      y: the label (or target) of the example.
+      key: a PRNG key, read only when `fisher="sampled"`.
+      loss: `"cross_entropy"` or `"mse"`.
+      fisher: `"exact"`, `"sampled"` or `"empirical"`.
+      n_samples: labels drawn per example when sampled.
 
     Returns:
       `(r, w)` of shapes `(c, k)` and `(c,)`.
@@ -146,9 +154,13 @@ def output_pseudo_grads(
 
 
 def example_keys(key: PRNGKey | None, start, n: int) -> Array:
-    """Per-example keys `fold_in(key, start + i)` (a fixed unused key if `None`)."""
-    # The fixed key is only a placeholder for modes that draw nothing.
-    key = jax.random.key(0) if key is None else key
+    """Per-example keys `fold_in(key, start + i)`.
+
+    With `key=None` (Fisher modes that draw nothing) the result is a placeholder
+    array of zeros that no code path reads: there is no default key.
+    """
+    if key is None:
+        return jnp.zeros((n,), jnp.uint32)
     idx = start + jnp.arange(n, dtype=jnp.int32)
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
 
