@@ -147,8 +147,9 @@ def test_closed_form_derivative_equals_autodiff_of_the_recursion(x64, order):
     # same arithmetic reordered: round-off only
     np.testing.assert_allclose(jax.jacrev(fast)(x), jax.jacrev(plain)(x), atol=1e-13)
     np.testing.assert_allclose(jax.jacfwd(fast)(x), jax.jacfwd(plain)(x), atol=1e-13)
-    h = lambda f: jax.hessian(lambda v: jnp.sum(f(v) ** 2))(x)
-    np.testing.assert_allclose(h(fast), h(plain), atol=1e-12)
+    if order == 1:  # second derivatives through the rule (one order: compile time)
+        h = lambda f: jax.hessian(lambda v: jnp.sum(f(v) ** 2))(x)
+        np.testing.assert_allclose(h(fast), h(plain), atol=1e-12)
     gg = lambda f: jax.grad(lambda t: jnp.sum(f(x, t) ** 2))(g)  # grid tangents
     np.testing.assert_allclose(
         gg(lambda v, t: kan.bspline_basis(v, t, order)),
