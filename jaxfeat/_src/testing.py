@@ -110,3 +110,36 @@ def check_transforms(
     looped = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
     assert_close(batched, looped, kind=kind, err_msg="vmap vs loop")
     return eager
+
+
+def cast_floats(tree, dtype):
+    """`tree` with every floating-point `jax.Array` leaf cast to `dtype`."""
+
+    def leaf(x):
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
+            return x.astype(dtype)
+        return x
+
+    return jax.tree_util.tree_map(leaf, tree)
+
+
+def run_on_cpu_devices(script: str, out_path, n_devices: int) -> dict:
+    """Runs `python -c script out_path` with `n_devices` forced CPU devices.
+
+    The device count is fixed when JAX initialises, so each count needs its own
+    process. Returns the arrays the script saved to `out_path` with `np.savez`.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
+    subprocess.run(
+        [sys.executable, "-c", script, str(out_path)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return dict(np.load(out_path))

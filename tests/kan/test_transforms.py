@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from jaxfeat import kan
-from jaxfeat._src.testing import check_transforms
+from jaxfeat._src.testing import cast_floats, check_transforms
 
 B = 2
 CFG = kan.KANConfig(widths=(3, 4, 2), grid_size=3, order=2)
@@ -236,13 +236,7 @@ def test_jit_and_vmap(name):
     check_transforms(fn, args, batched, in_axes=in_axes, static_kwargs=kwargs)
 
 
-def _cast(tree, dtype):
-    def leaf(x):
-        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
-            return x.astype(dtype)
-        return x
-
-    return jax.tree_util.tree_map(leaf, tree)
+_cast = cast_floats
 
 
 @pytest.mark.parametrize("name", sorted(set(CASES) - NO_FLOAT_INPUT))

@@ -1,11 +1,10 @@
 """Influence scores: training chunks sharded over 4 forced CPU devices == 1 device."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
+
+from jaxfeat._src.testing import run_on_cpu_devices
 
 SCRIPT = textwrap.dedent(
     """
@@ -28,17 +27,9 @@ SCRIPT = textwrap.dedent(
 
 
 def _run(tmp_path, n_devices):
-    out = tmp_path / f"influence_{n_devices}.npz"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
-    subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out)],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
+    return run_on_cpu_devices(
+        SCRIPT, tmp_path / f"influence_{n_devices}.npz", n_devices
     )
-    return dict(np.load(out))
 
 
 def test_scores_sharded_over_four_devices_match_one(tmp_path):
