@@ -1,7 +1,8 @@
 r"""Data, the digits MLP, its vmappable trainer and rank metrics (influence pillar).
 
 The small-MLP protocol of spec `influence.md` §4.3: scikit-learn's bundled digits
-(64 features, standardised with training statistics), 600 training / 100 test
+(64 pixel intensities 0..16 divided by 16, so in [0, 1]; optionally standardised with
+training statistics instead), 600 training / 100 test
 examples, an MLP 64-32-10 with tanh and biases (standard parameterisation, 2410
 parameters), full-batch Adam (lr 1e-2) on the mean cross-entropy plus
 $\tfrac{\lambda}{2}\|\theta\|^2$ with $\lambda = 10^{-3}$. Training takes per-example
@@ -35,14 +36,31 @@ class Digits:
     y_test: np.ndarray
 
 
-def load_digits_split(n_train: int = 600, n_test: int = 100, seed: int = 0) -> Digits:
-    """A seeded random split of `load_digits`, standardised with training stats."""
+PREPROCESS = ("unit", "standardize")
+
+
+def load_digits_split(
+    n_train: int = 600, n_test: int = 100, seed: int = 0, preprocess: str = "unit"
+) -> Digits:
+    """A seeded random split of `load_digits`.
+
+    `preprocess="unit"` divides the pixel intensities (0..16) by 16: the scale under
+    which the spec's LDS table was measured (its seed-to-seed ceiling 0.929 is
+    reproduced, 0.92). `"standardize"` uses training-set means and deviations; the
+    features then have equal scale and plain gradient dot products come much closer
+    to the curvature-aware scores (LDS 0.59 vs 0.69 for EK-FAC, seed 0).
+    """
     from sklearn.datasets import load_digits
 
+    if preprocess not in PREPROCESS:
+        raise ValueError(f"preprocess must be one of {PREPROCESS}, got {preprocess!r}")
     x, y = load_digits(return_X_y=True)
     perm = np.asarray(jax.random.permutation(jax.random.key(seed), x.shape[0]))
     tr, te = perm[:n_train], perm[n_train : n_train + n_test]
-    mu, sd = x[tr].mean(0), x[tr].std(0)
+    if preprocess == "unit":
+        mu, sd = np.zeros(x.shape[1]), np.full(x.shape[1], 16.0)
+    else:
+        mu, sd = x[tr].mean(0), x[tr].std(0)
     sd = np.where(sd > 0, sd, 1.0)
     f = lambda a: ((a - mu) / sd).astype(np.float32)
     return Digits(f(x[tr]), y[tr].astype(np.int32), f(x[te]), y[te].astype(np.int32))

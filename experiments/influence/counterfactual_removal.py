@@ -35,6 +35,7 @@ SELECTIONS = ("ekfac", "identity", "random")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     n_train: int = 600
+    preprocess: str = "unit"  # pixels / 16 (spec §4.3); or "standardize"
     steps: int = 600
     lr: float = 1e-2
     l2: float = 1e-3
@@ -52,7 +53,7 @@ SCALES = {
 
 def run(cfg: Config, key, progress: bool = True) -> Outcome:
     del progress
-    data = load_digits_split(cfg.n_train, 100)
+    data = load_digits_split(cfg.n_train, 100, preprocess=cfg.preprocess)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     xq = jnp.asarray(data.x_test[: cfg.n_queries])
     yq = jnp.asarray(data.y_test[: cfg.n_queries])

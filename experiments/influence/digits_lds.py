@@ -1,7 +1,7 @@
 r"""Linear datamodeling score (LDS) of every iHVP strategy on the digits MLP.
 
 Spec `influence.md` §4.3-4.4 and check §5.13. The 64-32-10 tanh MLP is trained on
-600 standardised digits (full-batch Adam, lr 1e-2, 600 steps, L2 1e-3). Scores
+600 digits (pixels / 16; full-batch Adam, lr 1e-2, 600 steps, L2 1e-3). Scores
 $\tau(q, m) = g_q^\top (G + \lambda I)^{-1} g_m$ (damping $0.1\times$ the mean
 eigenvalue; per layer for K-FAC/EK-FAC) are computed for 100 test queries with
 gradient dot products, CG, LiSSA, Arnoldi, K-FAC, EK-FAC with each Fisher mode
@@ -53,6 +53,7 @@ ALL_METHODS = (
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     n_train: int = 600
+    preprocess: str = "unit"  # pixels / 16 (spec §4.3); or "standardize"
     n_test: int = 100
     steps: int = 600
     lr: float = 1e-2
@@ -75,7 +76,7 @@ SCALES = {
         steps=60,
         n_subsets=8,
         n_seeds=1,
-        methods=("ekfac", "exact"),
+        methods=("identity", "ekfac", "exact"),
         check_ordering=False,
         gather=False,
     ),
@@ -108,7 +109,7 @@ def _dense_scores(params, x, y, xq, yq):
 
 def run(cfg: Config, key, progress: bool = True) -> Outcome:
     del progress
-    data = load_digits_split(cfg.n_train, cfg.n_test)
+    data = load_digits_split(cfg.n_train, cfg.n_test, preprocess=cfg.preprocess)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     xq, yq = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
     n, half = cfg.n_train, cfg.n_train // 2
@@ -205,11 +206,12 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         ),
         Claim(
             "INF-E3.identity",
-            "finding",  # measured gap ~0.10 at default scale (seed 0), not 0.42
+            "check" if cfg.check_ordering else "finding",
             "curvature matters: LDS(EK-FAC) >= LDS(gradient dot) + 0.2",
             ek >= idn + 0.2,
             {"ekfac": ek, "identity": idn},
             "difference >= 0.2 (spec §4.4: 0.712 vs 0.291)",
+            checked=cfg.check_ordering,
         ),
     ]
     if "ekfac_sampled" in lds:

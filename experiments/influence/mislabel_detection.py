@@ -36,6 +36,7 @@ ORDER = 4
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     n_train: int = 600
+    preprocess: str = "unit"  # pixels / 16 (spec §4.3); or "standardize"
     noise: float = 0.1
     steps: int = 600
     lr: float = 1e-2
@@ -54,7 +55,7 @@ SCALES = {
 
 def run(cfg: Config, key, progress: bool = True) -> Outcome:
     del progress
-    data = load_digits_split(cfg.n_train, 100)
+    data = load_digits_split(cfg.n_train, 100, preprocess=cfg.preprocess)
     y_bad, flipped = corrupt_labels(data.y_train, cfg.noise, seed=1)
     x = jnp.asarray(data.x_train)
     y = jnp.asarray(y_bad)

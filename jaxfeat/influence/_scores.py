@@ -16,20 +16,18 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxfeat import ntk
 from jaxfeat._src.checks import check_finite, check_int_at_least
 from jaxfeat._src.progress import run_chunks
-from jaxfeat._src.sharding import device_mesh, shard_batch, unpad
+from jaxfeat._src.sharding import device_mesh, shard_batch
 from jaxfeat.influence._curvature import (
     CurvatureState,
     check_data,
     check_params,
     check_tree_finite,
-    ihvp,
     ihvp_one,
 )
 from jaxfeat.influence._grads import (
     _dense_grad_factors,
     dense_matrix,
     example_loss_fn,
-    per_example_grads,
 )
 
 
@@ -107,23 +105,36 @@ def low_rank_query(
       `query_gradient_low_rank`.
     """
     check_int_at_least("rank", rank, 1)
-    u, s, vt = jnp.linalg.svd(jnp.asarray(mat), full_matrices=False)
+    return _low_rank(jnp.asarray(mat), rank)
+
+
+def _low_rank(mat, rank):
+    u, s, vt = jnp.linalg.svd(mat, full_matrices=False)
     r = min(rank, s.shape[-1])
     return u[..., :r] * s[..., None, :r], vt[..., :r, :]
 
 
-def _prepare_queries(state, params, x_query, y_query, query_rank):
+def _prepare_core(state, params, x_query, y_query, query_rank, mlp_path):
     loss_fn = example_loss_fn(state.model, state.cfg.loss)
-    gq = per_example_grads(loss_fn, params, x_query, y_query)
-    check_tree_finite("x_query", gq)
-    pq = ihvp(state, gq)
-    check_tree_finite("x_query", pq)
-    if not isinstance(state.model, ntk.MLPConfig):
-        return pq, False
+    gq = jax.vmap(jax.grad(loss_fn), in_axes=(None, 0, 0))(params, x_query, y_query)
+    pq = jax.vmap(ihvp_one, in_axes=(None, 0))(state, gq)
+    if not mlp_path:
+        return pq
     mats = [jax.vmap(dense_matrix)(layer) for layer in pq]
     if query_rank is None:
-        return tuple(mats), True
-    return tuple(low_rank_query(m, query_rank) for m in mats), True
+        return tuple(mats)
+    return tuple(_low_rank(m, query_rank) for m in mats)
+
+
+_prepare_jit = jax.jit(_prepare_core, static_argnames=("query_rank", "mlp_path"))
+
+
+def _prepare_queries(state, params, x_query, y_query, query_rank):
+    """Preconditioned query gradients (matrix form for MLPs): one compiled program."""
+    mlp_path = isinstance(state.model, ntk.MLPConfig)
+    pq = _prepare_jit(state, params, x_query, y_query, query_rank, mlp_path)
+    check_tree_finite("x_query", pq)  # NaN/inf query gradients propagate here
+    return pq, mlp_path
 
 
 def _stream(fn, x, y, chunk_size, progress, desc):
@@ -144,13 +155,13 @@ def _stream(fn, x, y, chunk_size, progress, desc):
             xc = jnp.concatenate([xc, jnp.repeat(xc[-1:], pad, axis=0)])
             yc = jnp.concatenate([yc, jnp.repeat(yc[-1:], pad, axis=0)])
         (xs, ys), _ = shard_batch((xc, yc), mesh)
-        out = fn(xs, ys)
-        out = unpad(jnp.moveaxis(out, -1, 0), m)
+        out = fn(xs, ys)  # example axis last
+        out = out[..., :m] if pad else out
         check_finite("x_train", out)
         return carry, out
 
     _, outs = run_chunks(step, None, n_chunks, desc=desc, progress=progress)
-    return jnp.moveaxis(jnp.concatenate(outs, axis=0), 0, -1)
+    return outs[0] if n_chunks == 1 else jnp.concatenate(outs, axis=-1)
 
 
 def _validate(state, params, pairs, chunk_size):
