@@ -5,9 +5,10 @@ r"""Influence functions: per-example gradients, curvature, iHVPs and influence s
 | `example_loss_fn`, `per_example_losses`, `per_example_grads` | per-example losses and gradients of `f(params, x)` models (`vmap(grad)`) |
 | `random_projection` | Rademacher / Gaussian JL projection of per-example gradients |
 | `dense_grad_factors`, `dense_matrix`, `dense_from_matrix` | `jaxfeat.ntk` MLP layer gradients kept factored as `Ds ⊗ ā`; `(o, i + 1)` matrix form |
+| `find_dense_layers`, `DenseTap` | the dense layers (`x @ W + b`) of any `f(params, x)`, found in its jaxpr: K-FAC/EK-FAC and token-wise scores for flax modules and sequence models |
 | `IHVPConfig`, `CurvatureState`, `fit_curvature`, `ihvp` | fit-once curvature (exact, CG, LiSSA, Arnoldi, K-FAC, EK-FAC, identity) and damped inverse-curvature-vector products |
 | `DenseFactors`, `OperatorFactors`, `KroneckerFactors` | the factor containers inside a `CurvatureState` |
-| `pairwise_scores`, `self_scores`, `low_rank_query` | query × train and self-influence (positive = helpful), layer-wise terms, query batching, chunked and sharded |
+| `pairwise_scores`, `self_scores`, `low_rank_query` | query × train and self-influence (positive = helpful), layer-wise and token-wise terms, query batching, chunked and sharded |
 | `pbrf_objective`, `pbrf_response` | the proximal Bregman response function and its Newton minimiser |
 
 Sign convention: `score[q, m] = g_qᵀ (G + λI)⁻¹ g_m`, positive when up-weighting
@@ -37,10 +38,13 @@ from jaxfeat.influence._pbrf import pbrf_response as pbrf_response
 from jaxfeat.influence._scores import low_rank_query as low_rank_query
 from jaxfeat.influence._scores import pairwise_scores as pairwise_scores
 from jaxfeat.influence._scores import self_scores as self_scores
+from jaxfeat.influence._taps import DenseTap as DenseTap
+from jaxfeat.influence._taps import find_dense_layers as find_dense_layers
 
 __all__ = [
     "CurvatureState",
     "DenseFactors",
+    "DenseTap",
     "IHVPConfig",
     "KroneckerFactors",
     "OperatorFactors",
@@ -48,6 +52,7 @@ __all__ = [
     "dense_grad_factors",
     "dense_matrix",
     "example_loss_fn",
+    "find_dense_layers",
     "fit_curvature",
     "ihvp",
     "low_rank_query",

@@ -29,7 +29,9 @@ class IHVPConfig:
         `"cg"` (conjugate gradient on $G$-vector products), `"lissa"` (Neumann /
         LiSSA recursion), `"arnoldi"` (top-`arnoldi_rank` eigenpairs from an Arnoldi
         iteration; the solve is restricted to their span), `"kfac"` and `"ekfac"`
-        (Kronecker-factored, `jaxfeat.ntk` MLPs only) or `"identity"` ($G^{-1}$
+        (Kronecker-factored per dense layer: `jaxfeat.ntk` MLPs, or any model
+        whose parameters all belong to `x @ W (+ b)` layers, see
+        `find_dense_layers`) or `"identity"` ($G^{-1}$
         replaced by $I$: gradient dot products).
       loss: per-example loss on the model output: `"cross_entropy"` (softmax
         cross-entropy, integer labels) or `"mse"` ($\tfrac12\|f - y\|^2$).

@@ -31,6 +31,11 @@ from jaxfeat.influence._grads import (
     output_pseudo_grads,
 )
 from jaxfeat.influence._kfac import eig_dtype, fit_kronecker, kronecker_solve
+from jaxfeat.influence._taps import (
+    find_dense_layers,
+    leaves_to_matrix,
+    matrix_to_leaves,
+)
 
 
 class DenseFactors(NamedTuple):
@@ -63,6 +68,9 @@ class CurvatureState:
       model: the model (callable or `ntk.MLPConfig`, static).
       treedef: tree structure of the parameters (static).
       shapes: leaf shapes of the parameters (static).
+      layers: the dense layers (`DenseTap`) of a callable model found in its
+        jaxpr, or `()` (an `MLPConfig`, or a model with other parameters: then
+        only the unfactored strategies and scores apply) (static).
     """
 
     factors: Any
@@ -71,6 +79,12 @@ class CurvatureState:
     model: Any = dataclasses.field(metadata=dict(static=True))
     treedef: Any = dataclasses.field(metadata=dict(static=True))
     shapes: tuple = dataclasses.field(metadata=dict(static=True))
+    layers: tuple = dataclasses.field(default=(), metadata=dict(static=True))
+
+    @property
+    def factored(self) -> bool:
+        r"""Whether gradients can be kept as per-layer $(\bar a, Ds)$ factors."""
+        return isinstance(self.model, ntk.MLPConfig) or bool(self.layers)
 
 
 jax.tree_util.register_dataclass(CurvatureState)
@@ -87,13 +101,19 @@ def _out_curvatures(model, params, x, y, keys, cfg):
         r, w = output_pseudo_grads(
             f, yi, ki, loss=cfg.loss, fisher=cfg.fisher, n_samples=cfg.n_samples
         )
+        r = r.reshape(r.shape[0], -1)  # sequence outputs: (position, class) flat
         return einops.einsum(r, w, r, "c k, c, c l -> k l")
 
     return jax.vmap(one)(x, y, keys)
 
 
+def _flat_apply(model, params, xi):
+    """One example's output raveled (a sequence's `(T, k)` becomes `(T k,)`)."""
+    return model_apply(model, params, xi).reshape(-1)
+
+
 def _batch_apply(model, params, x):
-    return jax.vmap(lambda xi: model_apply(model, params, xi))(x)
+    return jax.vmap(lambda xi: _flat_apply(model, params, xi))(x)
 
 
 def _mean_loss(model, loss, params, x, y):
@@ -119,7 +139,7 @@ def _ggn_trace(model, op: OperatorFactors) -> Array:
     """trace(G) = mean_n tr(J_n^T M_n J_n), from one VJP per output (exact)."""
 
     def one(xi, m):
-        f = lambda p: model_apply(model, p, xi)
+        f = lambda p: _flat_apply(model, p, xi)
         out, vjp_fn = jax.vjp(f, op.params)
         rows = jax.vmap(vjp_fn)(jnp.eye(out.shape[0], dtype=out.dtype))[0]
         flat = jax.vmap(lambda t: ravel_pytree(t)[0])(rows)  # (k, p) = J
@@ -136,7 +156,7 @@ def _dense_curvature(model, params, x, y, keys, cfg):
         )
     m = _out_curvatures(model, params, x, y, keys, cfg)
     jac = jax.vmap(
-        lambda xi: jax.jacrev(lambda t: model_apply(model, unravel(t), xi))(flat)
+        lambda xi: jax.jacrev(lambda t: _flat_apply(model, unravel(t), xi))(flat)
     )(x)
     return einops.einsum(jac, m, jac, "n k p, n k l, n l q -> p q") / x.shape[0]
 
@@ -188,13 +208,13 @@ def _arnoldi(matvec, p: int, n_iter: int, rank: int, dtype):
 # ----------------------------------------------------------------------- fit
 
 
-def _fit(model, params, x, y, key, cfg: IHVPConfig):
+def _fit(model, params, x, y, key, cfg: IHVPConfig, layers=()):
     keys = example_keys(key, 0, x.shape[0])
     edt = eig_dtype()
     if cfg.strategy == "identity":
         return (), jnp.asarray(0.0 if cfg.damping is None else cfg.damping, edt)
     if cfg.strategy in KRONECKER:
-        return fit_kronecker(params, x, y, keys, mlp=model, cfg=cfg)
+        return fit_kronecker(params, x, y, keys, model=model, layers=layers, cfg=cfg)
     if cfg.strategy == "exact":
         g = _dense_curvature(model, params, x, y, keys, cfg).astype(edt)
         evals, q = jnp.linalg.eigh(0.5 * (g + g.T))
@@ -229,7 +249,7 @@ def _fit(model, params, x, y, key, cfg: IHVPConfig):
     return op, lam
 
 
-_fit_jit = jax.jit(_fit, static_argnames=("model", "cfg"))
+_fit_jit = jax.jit(_fit, static_argnames=("model", "cfg", "layers"))
 
 
 def check_tree_finite(name: str, tree) -> None:
@@ -271,15 +291,20 @@ def fit_curvature(
 
     `exact` builds the dense $G$ (`ravel_pytree` order) and eigendecomposes it;
     `cg`/`lissa` record the linearisation point for $G$-vector products; `arnoldi`
-    keeps the top eigenpairs; `kfac`/`ekfac` fit per-layer Kronecker factors of a
-    `jaxfeat.ntk` MLP (the NTK scales $s_w$, $s_b$ are folded into $\bar a$, so the
-    factors describe the true parameter gradients). Eigendecompositions run in
-    float64 when x64 is enabled. `damping=None` gives $0.1\times$ the mean
-    eigenvalue of $G$ (per layer, of $\Lambda_\ell$, for `kfac`/`ekfac`).
+    keeps the top eigenpairs; `kfac`/`ekfac` fit per-layer Kronecker factors of
+    every dense layer: those of a `jaxfeat.ntk` MLP (the NTK scales $s_w$, $s_b$
+    folded into $\bar a$), or those found in the jaxpr of a callable model (any
+    `x @ W (+ b)`, e.g. flax `nnx.Linear`/`linen.Dense` through `ntk.from_nnx` or
+    `module.apply`; every parameter must belong to one). A sequence model maps one
+    example to `(T, k)` outputs with labels `(T,)`; its loss is summed over
+    positions and the factors follow K-FAC "expand" (see `fit_kronecker`).
+    Eigendecompositions run in float64 when x64 is enabled. `damping=None` gives
+    $0.1\times$ the mean eigenvalue of $G$ (per layer, of $\Lambda_\ell$, for
+    `kfac`/`ekfac`).
 
     Args:
-      model: `apply_fn(params, x) -> (k,)` for one example, or an `ntk.MLPConfig`
-        (required by `kfac`/`ekfac`).
+      model: `apply_fn(params, x) -> (k,)` (or `(T, k)` for a sequence) for one
+        example, or an `ntk.MLPConfig`.
       params: parameters $\theta^s$ (for an `MLPConfig`: a tuple of `ntk.Dense`).
       x: training inputs `(n, ...)`.
       y: labels `(n,)` (cross-entropy) or targets `(n, k)` (MSE).
@@ -291,7 +316,8 @@ def fit_curvature(
       A `CurvatureState`.
 
     Raises:
-      ValueError: for a `kfac`/`ekfac` model that is not an `MLPConfig`, a missing
+      ValueError: for a `kfac`/`ekfac` model with a parameter outside every dense
+        layer (the error names it), a missing
         `key` for sampled labels, `damping=None` with a matrix-free Hessian, or
         mismatched `x`/`y`; for NaN/inf in concrete `params` or `x`.
 
@@ -300,11 +326,6 @@ def fit_curvature(
       arXiv:1806.03884; Martens & Grosse 2015, arXiv:1503.05671 (K-FAC); damping
       heuristic from kronfluence (`HEURISTIC_DAMPING_SCALE = 0.1`).
     """
-    if cfg.strategy in KRONECKER and not isinstance(model, ntk.MLPConfig):
-        raise ValueError(
-            f"model: strategy {cfg.strategy!r} needs a jaxfeat.ntk.MLPConfig; "
-            f"got {type(model).__name__}"
-        )
     if not isinstance(model, ntk.MLPConfig) and not callable(model):
         raise ValueError(f"model: expected a callable or MLPConfig; got {model!r}")
     if cfg.needs_key and cfg.strategy != "identity" and key is None:
@@ -324,8 +345,21 @@ def fit_curvature(
     check_finite("x", x)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     shapes = tuple(jnp.shape(leaf) for leaf in leaves)
-    factors, damping = _fit_jit(model, params, x, y, key, cfg)
-    return CurvatureState(factors, damping, cfg, model, treedef, shapes)
+    layers = _model_layers(model, params, x, cfg)
+    factors, damping = _fit_jit(model, params, x, y, key, cfg, layers)
+    return CurvatureState(factors, damping, cfg, model, treedef, shapes, layers)
+
+
+def _model_layers(model, params, x, cfg) -> tuple:
+    """Dense layers of a callable model (required for `kfac`/`ekfac`)."""
+    if isinstance(model, ntk.MLPConfig):
+        return ()
+    try:
+        return find_dense_layers(model, params, x[0])
+    except ValueError as err:
+        if cfg.strategy in KRONECKER:
+            raise ValueError(f"model: strategy {cfg.strategy!r}: {err}") from err
+        return ()
 
 
 # ---------------------------------------------------------------------- ihvp
@@ -348,11 +382,18 @@ def ihvp_one(state: CurvatureState, v):
     dtype = jax.tree_util.tree_leaves(v)[0].dtype
     if cfg.strategy == "identity":
         return v
-    if cfg.strategy in KRONECKER:
+    if cfg.strategy in KRONECKER and isinstance(state.model, ntk.MLPConfig):
         return tuple(
             dense_from_matrix(kronecker_solve(fl, lam_l, dense_matrix(vl)))
             for fl, lam_l, vl in zip(f, lam, v, strict=True)
         )
+    if cfg.strategy in KRONECKER:
+        leaves = jax.tree_util.tree_leaves(v)
+        out = list(leaves)
+        for fl, lam_l, tap in zip(f, lam, state.layers, strict=True):
+            mat = kronecker_solve(fl, lam_l, leaves_to_matrix(tap, leaves))
+            matrix_to_leaves(tap, mat, out)
+        return jax.tree_util.tree_unflatten(state.treedef, out)
     if cfg.strategy in ("exact", "arnoldi"):
         flat = _flat(v).astype(f.q.dtype)
         out = f.q @ ((f.q.T @ flat) / (f.evals + lam))

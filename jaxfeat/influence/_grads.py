@@ -21,6 +21,7 @@ from jaxfeat import ntk
 from jaxfeat._src.checks import check_choice, check_int_at_least
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.influence._config import LOSSES
+from jaxfeat.influence._taps import layer_factors, tapped_vjp
 
 Model = Callable | ntk.MLPConfig
 
@@ -33,10 +34,17 @@ def model_apply(model: Model, params, x: ArrayLike) -> Array:
 
 
 def output_loss(f: ArrayLike, y: ArrayLike, loss: str) -> Array:
-    """Per-example loss on the output `f` `(k,)`: softmax CE (label `y`) or MSE."""
+    """Per-example loss on the output `f` `(k,)`: softmax CE (label `y`) or MSE.
+
+    A sequence output `(..., k)` (one row per position) takes labels `(...)` (or
+    targets `(..., k)`) and the loss is summed over the positions.
+    """
+    f = jnp.asarray(f)
     if loss == "cross_entropy":
-        return jax.nn.logsumexp(f) - jnp.take(f, jnp.asarray(y).astype(jnp.int32))
-    return 0.5 * jnp.sum((jnp.asarray(f) - y) ** 2)
+        lab = jnp.asarray(y).astype(jnp.int32)[..., None]
+        picked = jnp.take_along_axis(f, lab, axis=-1)[..., 0]
+        return jnp.sum(jax.nn.logsumexp(f, axis=-1) - picked)
+    return 0.5 * jnp.sum((f - y) ** 2)
 
 
 def example_loss_fn(model: Model, loss: str) -> Callable:
@@ -122,16 +130,18 @@ def output_pseudo_grads(
     for `"empirical"` the outer product of the true-label gradient.
 
     Args:
-      f: `(k,)` model output.
-      y: the label (or target) of the example.
+      f: `(k,)` model output, or `(..., k)` for a sequence (positions independent).
+      y: the label (or target) of the example (`(...)` labels for a sequence).
       key: a PRNG key, read only when `fisher="sampled"`.
       loss: `"cross_entropy"` or `"mse"`.
       fisher: `"exact"`, `"sampled"` or `"empirical"`.
       n_samples: labels drawn per example when sampled.
 
     Returns:
-      `(r, w)` of shapes `(c, k)` and `(c,)`.
+      `(r, w)` of shapes `(c, *f.shape)` and `(c,)`.
     """
+    if f.ndim > 1:
+        return _sequence_pseudo_grads(f, y, key, loss, fisher, n_samples)
     k = f.shape[0]
     f = lax.stop_gradient(f)
     eye = jnp.eye(k, dtype=f.dtype)
@@ -151,6 +161,43 @@ def output_pseudo_grads(
         w = jnp.full((n_samples,), 1.0 / n_samples, f.dtype)
         return jax.random.normal(key, (n_samples, k), f.dtype), w
     return (f - y)[None, :], jnp.ones((1,), f.dtype)
+
+
+def _sequence_pseudo_grads(f, y, key, loss, fisher, n_samples):
+    r"""`output_pseudo_grads` of a `(..., k)` output: positions are independent.
+
+    Exact: one pseudo-gradient per (position, class), nonzero at its position only,
+    so $\sum_c w_c r_c r_c^\top$ is block diagonal over positions. Sampled: one label
+    per position per draw (cross-position terms vanish in expectation).
+    """
+    shape, k = f.shape, f.shape[-1]
+    f2 = lax.stop_gradient(f).reshape(-1, k)
+    n_pos = f2.shape[0]
+    eye_k = jnp.eye(k, dtype=f.dtype)
+    at_pos = jnp.broadcast_to(  # (t, c, t', k): 1 where t' = t
+        jnp.eye(n_pos, dtype=f.dtype)[:, None, :, None], (n_pos, k, n_pos, k)
+    )
+    if loss == "cross_entropy":
+        p = jax.nn.softmax(f2, axis=-1)
+        if fisher == "exact":
+            diff = p[:, None, :] - eye_k[None]  # (t, c, k)
+            r = at_pos * diff[:, :, None, :]  # (t, c, t', k)
+            return r.reshape(n_pos * k, *shape), p.reshape(-1)
+        if fisher == "sampled":
+            labels = jax.random.categorical(key, f2, shape=(n_samples, n_pos))
+            r = p[None] - jax.nn.one_hot(labels, k, dtype=f.dtype)
+            w = jnp.full((n_samples,), 1.0 / n_samples, f.dtype)
+            return r.reshape(n_samples, *shape), w
+        lab = jnp.asarray(y).astype(jnp.int32).reshape(-1)
+        r = p - jax.nn.one_hot(lab, k, dtype=f.dtype)
+        return r.reshape(1, *shape), jnp.ones((1,), f.dtype)
+    if fisher == "exact":
+        r = jnp.eye(n_pos * k, dtype=f.dtype).reshape(n_pos * k, *shape)
+        return r, jnp.ones((n_pos * k,), f.dtype)
+    if fisher == "sampled":
+        w = jnp.full((n_samples,), 1.0 / n_samples, f.dtype)
+        return jax.random.normal(key, (n_samples, *shape), f.dtype), w
+    return (f2.reshape(shape) - y)[None], jnp.ones((1,), f.dtype)
 
 
 def example_keys(key: PRNGKey | None, start, n: int) -> Array:
@@ -190,6 +237,45 @@ def mlp_pseudo_factors(params, x, y, keys, *, mlp, loss, fisher, n_samples):
 
     abar, ds, w = jax.vmap(one)(x, y, keys)
     return tuple(zip(abar, ds, strict=True)), w
+
+
+def tapped_pseudo_factors(
+    params, x, y, keys, *, model, layers, loss, fisher, n_samples
+):
+    """Per layer `(abar (n, T, i+b), ds (n, c, T, o))` of a traced model; `w (n, c)`."""
+
+    def one(xi, yi, ki):
+        out, vjp_fn, acts = tapped_vjp(model, layers, params, xi)
+        r, w = output_pseudo_grads(
+            out, yi, ki, loss=loss, fisher=fisher, n_samples=n_samples
+        )
+        ds = jax.vmap(vjp_fn)(r)
+        per = tuple(
+            layer_factors(t, a, d) for t, a, d in zip(layers, acts, ds, strict=True)
+        )
+        return per, w
+
+    return jax.vmap(one)(x, y, keys)
+
+
+def grad_factors(params, x, y, *, model, layers, loss):
+    """Per layer `(abar (n, T, i+b), ds (n, T, o))` of the true-label gradients.
+
+    `layers` are the `DenseTap`s of a callable model; for an `ntk.MLPConfig` (and
+    `layers=()`) the MLP taps are used and `T = 1`.
+    """
+    if isinstance(model, ntk.MLPConfig):
+        per = _dense_grad_factors(params, x, y, model, loss)
+        return tuple((a[:, None], d[:, None]) for a, d in per)
+
+    def one(xi, yi):
+        out, vjp_fn, acts = tapped_vjp(model, layers, params, xi)
+        ds = vjp_fn(jax.grad(output_loss)(out, yi, loss))
+        return tuple(
+            layer_factors(t, a, d) for t, a, d in zip(layers, acts, ds, strict=True)
+        )
+
+    return jax.vmap(one)(x, y)
 
 
 def _dense_grad_factors(params, x, y, mlp, loss):

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jaxfeat.influence._grads import mlp_pseudo_factors
+from jaxfeat import ntk
+from jaxfeat.influence._grads import mlp_pseudo_factors, tapped_pseudo_factors
 
 
 class KroneckerFactors(NamedTuple):
@@ -45,34 +46,46 @@ def psd_eigh(m: Array) -> tuple[Array, Array]:
     return jnp.maximum(evals, 0.0), evecs
 
 
-def fit_kronecker(params, x, y, keys, *, mlp, cfg):
-    """Per-layer `KroneckerFactors` and damping of an MLP (traced under `jit`)."""
-    layers, w = mlp_pseudo_factors(
-        params,
-        x,
-        y,
-        keys,
-        mlp=mlp,
-        loss=cfg.loss,
-        fisher=cfg.fisher,
-        n_samples=cfg.n_samples,
-    )
+def _pseudo_factors(params, x, y, keys, *, model, layers, cfg):
+    """Per layer `(abar (n, T, i+1), ds (n, c, T, o))` and weights `w (n, c)`."""
+    kw = dict(loss=cfg.loss, fisher=cfg.fisher, n_samples=cfg.n_samples)
+    if isinstance(model, ntk.MLPConfig):
+        per, w = mlp_pseudo_factors(params, x, y, keys, mlp=model, **kw)
+        return tuple((a[:, None], d[:, :, None]) for a, d in per), w
+    return tapped_pseudo_factors(params, x, y, keys, model=model, layers=layers, **kw)
+
+
+def fit_kronecker(params, x, y, keys, *, model, layers, cfg):
+    r"""Per-layer `KroneckerFactors` and damping (traced under `jit`).
+
+    With $T$ positions per example (tokens; $T = 1$ for vector inputs) the factors
+    follow K-FAC "expand" (Eschenhagen et al. 2023): $A = \frac{1}{NT}\sum_{n,t}
+    \bar a_{n,t}\bar a_{n,t}^\top$, $S = \frac1N \sum_{n,c} w_{n,c} \sum_t
+    Ds_{n,c,t} Ds_{n,c,t}^\top$, and $\Lambda = \frac1N\sum_{n,c} w_{n,c}
+    (Q_S^\top DW_{n,c} Q_A)^{\odot 2}$ with the whole-example gradient
+    $DW_{n,c} = \sum_t Ds_{n,c,t}\bar a_{n,t}^\top$.
+    """
+    per, w = _pseudo_factors(params, x, y, keys, model=model, layers=layers, cfg=cfg)
     n = x.shape[0]
     factors, damping = [], []
-    for abar, ds in layers:
-        a = einops.einsum(abar, abar, "n i, n j -> i j") / n
-        s = einops.einsum(w, ds, ds, "n c, n c o, n c q -> o q") / n
+    for abar, ds in per:
+        n_pos = abar.shape[1]
+        a = einops.einsum(abar, abar, "n t i, n t j -> i j") / (n * n_pos)
+        s = einops.einsum(w, ds, ds, "n c, n c t o, n c t q -> o q") / n
         eig_a, q_a = psd_eigh(a)
         eig_s, q_s = psd_eigh(s)
         if cfg.strategy == "ekfac":
-            ds_rot = einops.einsum(ds.astype(q_s.dtype), q_s, "n c o, o q -> n c q")
-            a_rot = einops.einsum(abar.astype(q_a.dtype), q_a, "n i, i j -> n j")
-            lam = (
-                einops.einsum(
-                    w.astype(q_s.dtype), ds_rot**2, a_rot**2, "n c, n c o, n i -> o i"
+            ds_rot = einops.einsum(ds.astype(q_s.dtype), q_s, "n c t o, o q -> n c t q")
+            a_rot = einops.einsum(abar.astype(q_a.dtype), q_a, "n t i, i j -> n t j")
+            wq = w.astype(q_s.dtype)
+            if n_pos == 1:  # rank one: (Q_S^T Ds)^2 (Q_A^T a)^2
+                lam = einops.einsum(
+                    wq, ds_rot[:, :, 0] ** 2, a_rot[:, 0] ** 2, "n c, n c o, n i -> o i"
                 )
-                / n
-            )
+            else:
+                dw = einops.einsum(ds_rot, a_rot, "n c t o, n t i -> n c o i")
+                lam = einops.einsum(wq, dw**2, "n c, n c o i -> o i")
+            lam = lam / n
         else:
             lam = jnp.outer(eig_s, eig_a)
         factors.append(KroneckerFactors(a, s, q_a, q_s, eig_a, eig_s, lam))

@@ -25,10 +25,11 @@ from jaxfeat.influence._curvature import (
     ihvp_one,
 )
 from jaxfeat.influence._grads import (
-    _dense_grad_factors,
     dense_matrix,
     example_loss_fn,
+    grad_factors,
 )
+from jaxfeat.influence._taps import leaves_to_matrix
 
 
 def layer_groups(tree) -> list[int]:
@@ -56,28 +57,31 @@ def _generic_chunk(state, params, pq, x, y, groups):
     return jnp.stack(out)
 
 
-def _mlp_chunk(state, params, pq, x, y, groups):
-    r"""Per-layer scores `(L, q, c)` of an MLP from factored gradients $Ds\,\bar a$."""
-    del groups
-    factors = _dense_grad_factors(params, x, y, state.model, state.cfg.loss)
+def _factored_chunk(state, params, pq, x, y, per_token):
+    r"""Per-layer scores `(L, q, c)` (or `(L, q, T, c)`) from factors $Ds\,ar a$."""
+    factors = grad_factors(
+        params, x, y, model=state.model, layers=state.layers, loss=state.cfg.loss
+    )
+    keep = "q t c" if per_token else "q c"
     out = []
     for query, (abar, ds) in zip(pq, factors, strict=True):
         if isinstance(query, tuple):  # low rank: (left (q, o, r), right (q, r, i))
             left, right = query
-            lo = einops.einsum(left, ds, "q o r, c o -> q c r")
-            ri = einops.einsum(right, abar, "q r i, c i -> q c r")
-            out.append(jnp.sum(lo * ri, axis=-1))
+            lo = einops.einsum(left, ds, "q o r, c t o -> q t c r")
+            ri = einops.einsum(right, abar, "q r i, c t i -> q t c r")
+            out.append(einops.reduce(lo * ri, f"q t c r -> {keep}", "sum"))
         else:
-            out.append(einops.einsum(query, ds, abar, "q o i, c o, c i -> q c"))
+            out.append(einops.einsum(query, ds, abar, f"q o i, c t o, c t i -> {keep}"))
     return jnp.stack(out)
 
 
-def _chunk_scores(state, params, pq, x, y, groups, mlp_path):
-    fn = _mlp_chunk if mlp_path else _generic_chunk
-    return fn(state, params, pq, x, y, groups)
+def _chunk_scores(state, params, pq, x, y, groups, per_token):
+    if state.factored:
+        return _factored_chunk(state, params, pq, x, y, per_token)
+    return _generic_chunk(state, params, pq, x, y, groups)
 
 
-_chunk_jit = jax.jit(_chunk_scores, static_argnames=("groups", "mlp_path"))
+_chunk_jit = jax.jit(_chunk_scores, static_argnames=("groups", "per_token"))
 
 
 def low_rank_query(
@@ -114,27 +118,37 @@ def _low_rank(mat, rank):
     return u[..., :r] * s[..., None, :r], vt[..., :r, :]
 
 
-def _prepare_core(state, params, x_query, y_query, query_rank, mlp_path):
+def _layer_matrices(state, pq):
+    """Preconditioned query gradients `(q, ...)` as per-layer `(q, o, i + 1)`."""
+    if isinstance(state.model, ntk.MLPConfig):
+        return [jax.vmap(dense_matrix)(layer) for layer in pq]
+    leaves = jax.tree_util.tree_leaves(pq)
+    return [
+        jax.vmap(lambda *ls, t=tap: leaves_to_matrix(t, ls))(*leaves)
+        for tap in state.layers
+    ]
+
+
+def _prepare_core(state, params, x_query, y_query, query_rank):
     loss_fn = example_loss_fn(state.model, state.cfg.loss)
     gq = jax.vmap(jax.grad(loss_fn), in_axes=(None, 0, 0))(params, x_query, y_query)
     pq = jax.vmap(ihvp_one, in_axes=(None, 0))(state, gq)
-    if not mlp_path:
+    if not state.factored:
         return pq
-    mats = [jax.vmap(dense_matrix)(layer) for layer in pq]
+    mats = _layer_matrices(state, pq)
     if query_rank is None:
         return tuple(mats)
     return tuple(_low_rank(m, query_rank) for m in mats)
 
 
-_prepare_jit = jax.jit(_prepare_core, static_argnames=("query_rank", "mlp_path"))
+_prepare_jit = jax.jit(_prepare_core, static_argnames="query_rank")
 
 
 def _prepare_queries(state, params, x_query, y_query, query_rank):
-    """Preconditioned query gradients (matrix form for MLPs): one compiled program."""
-    mlp_path = isinstance(state.model, ntk.MLPConfig)
-    pq = _prepare_jit(state, params, x_query, y_query, query_rank, mlp_path)
+    """Preconditioned query gradients (layer matrices when factored), one program."""
+    pq = _prepare_jit(state, params, x_query, y_query, query_rank)
     check_tree_finite("x_query", pq)  # NaN/inf query gradients propagate here
-    return pq, mlp_path
+    return pq
 
 
 def _stream(fn, x, y, chunk_size, progress, desc):
@@ -182,9 +196,10 @@ def pairwise_scores(
     *,
     chunk_size: int | None = None,
     per_layer: bool = False,
+    per_token: bool = False,
     query_rank: int | None = None,
     progress: bool = False,
-) -> Float[Array, "q m"] | Float[Array, "l q m"]:
+) -> Float[Array, "q m"] | Float[Array, "l q m"] | Float[Array, "q m t"]:
     r"""Influence of every training example on every query loss.
 
     $\mathrm{score}[q, m] = g_q^\top (G + \lambda I)^{-1} g_m$, $g = \nabla_\theta
@@ -195,8 +210,16 @@ def pairwise_scores(
 
     Query gradients are preconditioned once (`ihvp`); training gradients are formed
     chunk by chunk (`chunk_size` examples, with a progress bar) and never stored.
-    For an `ntk.MLPConfig` model, training gradients stay factored as
-    $Ds \otimes \bar a$. Each chunk is sharded over all visible devices.
+    For an `ntk.MLPConfig` model, or a callable whose parameters all belong to
+    dense layers (`state.layers`), training gradients stay factored as
+    $\sum_t Ds_t \bar a_t^\top$ and are never formed. Each chunk is sharded over
+    all visible devices.
+
+    Token-wise scores (`per_token`, factored models): the training gradient of a
+    sequence is a sum over positions, so the score splits into
+    $\mathrm{score}_t = \sum_\ell \bar a_{\ell,t}^\top P_\ell(g_q)^\top
+    Ds_{\ell,t}$, the part of the influence that flows through position $t$ (read
+    it as "the prediction made at $t$"); the terms sum over $t$ to the score.
 
     Args:
       state: from `fit_curvature` (its model and loss are used).
@@ -207,18 +230,23 @@ def pairwise_scores(
       y_train: training targets `(m, ...)`.
       chunk_size: training examples per chunk (`None`: all at once); the scores do
         not depend on it.
-      per_layer: return per-layer terms `(l, q, m)` (layers: top-level entries of
-        `params`) that sum to the total.
+      per_layer: return per-layer terms `(l, q, m)` that sum to the total (layers:
+        the dense layers of a factored model, in call order; otherwise the
+        top-level entries of `params`).
+      per_token: return token-wise terms `(q, m, T)` (`(l, q, m, T)` with
+        `per_layer`) that sum over `T` to the scores; factored models whose dense
+        layers all see the same number `T` of positions.
       query_rank: keep rank-`query_rank` SVD factors of each layer's preconditioned
-        query gradient (query batching; `ntk.MLPConfig` models only).
+        query gradient (query batching; factored models only).
       progress: show a progress bar over chunks.
 
     Returns:
-      Scores `(q, m)`, or `(l, q, m)` when `per_layer`.
+      Scores `(q, m)`; `(l, q, m)` when `per_layer`; `(q, m, T)` when `per_token`.
 
     Raises:
       ValueError: if `params` do not match the fitted ones, query and training
-        inputs/targets disagree in shape, `query_rank` is used without an MLP, or
+        inputs/targets disagree in shape, `query_rank` or `per_token` is used
+        without a factored model (or with layers of different lengths `T`), or
         gradients (concrete) are not finite.
 
     References:
@@ -242,14 +270,35 @@ def pairwise_scores(
         )
     if query_rank is not None:
         check_int_at_least("query_rank", query_rank, 1)
-        if not isinstance(state.model, ntk.MLPConfig):
-            raise ValueError("query_rank: query batching needs an ntk.MLPConfig model")
+        if not state.factored:
+            raise ValueError(
+                "query_rank: query batching needs a factored model (an "
+                "ntk.MLPConfig, or parameters that all belong to dense layers)"
+            )
+    if per_token:
+        _check_tokens(state)
     check_tree_finite("params", params)
-    pq, mlp_path = _prepare_queries(state, params, x_query, y_query, query_rank)
+    pq = _prepare_queries(state, params, x_query, y_query, query_rank)
     groups = tuple(layer_groups(params))
-    fn = lambda xs, ys: _chunk_jit(state, params, pq, xs, ys, groups, mlp_path)
+    fn = lambda xs, ys: _chunk_jit(state, params, pq, xs, ys, groups, per_token)
     scores = _stream(fn, x_train, y_train, chunk_size, progress, "influence")
+    if per_token:  # (l, q, t, m) -> (l, q, m, t)
+        scores = jnp.swapaxes(scores, -1, -2)
     return scores if per_layer else jnp.sum(scores, axis=0)
+
+
+def _check_tokens(state):
+    if not state.factored:
+        raise ValueError(
+            "per_token: token-wise scores need a factored model (an ntk.MLPConfig, "
+            "or parameters that all belong to dense layers)"
+        )
+    lengths = {t.n_positions for t in state.layers} or {1}
+    if len(lengths) != 1:
+        raise ValueError(
+            f"per_token: the dense layers see different numbers of positions "
+            f"{sorted(lengths)}; token-wise scores need one sequence length"
+        )
 
 
 def _self_chunk(state, params, x, y):

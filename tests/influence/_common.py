@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxfeat import influence, ntk
@@ -48,3 +49,36 @@ def label_grads(params, x):
         for layer in g
     ]
     return mats, p  # per layer (n, k, P_l), probabilities (n, k)
+
+
+# a tiny sequence model: per-token dense layers with a fixed causal mix
+T, D, H, K = 5, 3, 4, 3  # positions, input, hidden, classes
+# fixed causal averaging: position t sees the mean of the hidden states <= t
+MIX = np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]
+
+
+def seq_apply(params, x):
+    """A sequence model `(T, D) -> (T, K)`: per-token dense, causal mix, dense."""
+    h = jnp.tanh(x @ params["w1"] + params["b1"][None])
+    return (jnp.asarray(MIX, h.dtype) @ h) @ params["w2"] + params["b2"][None]
+
+
+def seq_apply_per_position(params, x):
+    """`seq_apply` with one weight copy per position `(T, ...)`: their gradients
+    are the per-token terms $Ds_t \\bar a_t^\\top$ (an independent oracle)."""
+    h = jnp.tanh(jnp.einsum("ti,tio->to", x, params["w1"]) + params["b1"])
+    m = jnp.asarray(MIX, h.dtype) @ h
+    return jnp.einsum("ti,tio->to", m, params["w2"]) + params["b2"]
+
+
+def seq_problem(key, n=7):
+    ks = jax.random.split(key, 6)
+    params = {
+        "w1": jax.random.normal(ks[0], (D, H)),
+        "b1": 0.3 * jax.random.normal(ks[1], (H,)),
+        "w2": jax.random.normal(ks[2], (H, K)),
+        "b2": 0.3 * jax.random.normal(ks[3], (K,)),
+    }
+    x = jax.random.normal(ks[4], (n, T, D))
+    y = jax.random.randint(ks[5], (n, T), 0, K)
+    return params, x, y

@@ -39,6 +39,11 @@ def _keys():
     return jax.random.key(5), jax.random.split(jax.random.key(6), B)
 
 
+def _plain(params, x):  # the MLP's layers as plain x @ W + b (standard scaling)
+    h = jnp.tanh(x @ params[0].w + params[0].b)
+    return h @ params[1].w + params[1].b
+
+
 # name -> (fn, args, batched_args, in_axes, static kwargs)
 CASES = {
     "example_loss_fn": lambda: (
@@ -104,6 +109,13 @@ CASES = {
         (None, 0),
         {},
     ),
+    "ihvp[found dense layers]": lambda: (  # EK-FAC of a plain callable's layers
+        lambda s, v: influence.ihvp(s, v),
+        (_state(EK, _plain), _p(2)),
+        (_state(EK, _plain), _pb()),
+        (None, 0),
+        {},
+    ),
     "low_rank_query": lambda: (
         lambda m: jnp.einsum("qor,qri->qoi", *influence.low_rank_query(m, 2)),
         (_u(3, 4, 5),),
@@ -150,10 +162,15 @@ CASES = {
 }
 
 NOT_TRANSFORMABLE = {
+    "find_dense_layers": "returns static structure (leaf indices); runs abstractly",
     "pairwise_scores": "driver: streams chunks (progress bar), places them on devices",
     "self_scores": "driver: streams chunks (progress bar), places them on devices",
 }
-NO_FLOAT_INPUT = {"fit_curvature", "ihvp"}  # their float64 check is below
+NO_FLOAT_INPUT = {
+    "fit_curvature",
+    "ihvp",
+    "ihvp[found dense layers]",
+}  # their float64 check is below
 
 
 def test_every_public_function_has_a_case():

@@ -9,7 +9,7 @@ from jaxfeat._src.testing import run_on_cpu_devices
 SCRIPT = textwrap.dedent(
     """
     import sys
-    import jax, numpy as np
+    import jax, jax.numpy as jnp, numpy as np
     from jaxfeat import influence, ntk
 
     mlp = ntk.MLPConfig(in_dim=3, widths=(4,), out_dim=3, activation="tanh")
@@ -20,8 +20,17 @@ SCRIPT = textwrap.dedent(
     state = influence.fit_curvature(mlp, params, x, y, cfg=cfg)
     s = influence.pairwise_scores(state, params, x[:3], y[:3], x, y, chunk_size=5)
     self_s = influence.self_scores(state, params, x, y, chunk_size=5)
+    # a sequence model (per-token layers found in its jaxpr): token-wise scores
+    seq = lambda p, xi: jnp.tanh(xi @ p["w"] + p["b"][None]) @ p["v"]
+    ps = {"w": jnp.ones((3, 4)) * 0.3, "b": jnp.arange(4.0) / 4,
+          "v": jax.random.normal(jax.random.key(3), (4, 3))}
+    xs = jax.random.normal(jax.random.key(4), (11, 6, 3))
+    ys = jax.random.randint(jax.random.key(5), (11, 6), 0, 3)
+    st = influence.fit_curvature(seq, ps, xs, ys, cfg=cfg)
+    tok = influence.pairwise_scores(st, ps, xs[:2], ys[:2], xs, ys, chunk_size=5,
+                                    per_token=True)
     np.savez(sys.argv[1], s=np.asarray(s), self_s=np.asarray(self_s),
-             devices=jax.device_count())
+             tok=np.asarray(tok), devices=jax.device_count())
     """
 )
 
@@ -36,5 +45,6 @@ def test_scores_sharded_over_four_devices_match_one(tmp_path):
     one, four = _run(tmp_path, 1), _run(tmp_path, 4)
     assert int(one["devices"]) == 1 and int(four["devices"]) == 4
     # float32, the same per-example programs partitioned differently: identity tol.
-    for name in ("s", "self_s"):
+    assert one["tok"].shape == (2, 11, 6)
+    for name in ("s", "self_s", "tok"):
         np.testing.assert_allclose(four[name], one[name], rtol=1e-5, atol=1e-6)

@@ -597,6 +597,62 @@ def test_inf_14():
     assert top / 2 < scale <= 1.5 * top * (1 + 1e-12)
 
 
+def test_inf_15():
+    """Token-wise scores: per-position weight-copy gradients; expand EK-FAC trace."""
+    from tests.influence._common import (
+        T,
+        seq_apply,
+        seq_apply_per_position,
+        seq_problem,
+    )
+
+    params, x, y = seq_problem(jax.random.key(15), n=5)
+    st = influence.fit_curvature(
+        seq_apply, params, x, y, cfg=influence.IHVPConfig(strategy="ekfac")
+    )
+    tok = influence.pairwise_scores(st, params, x[:2], y[:2], x, y, per_token=True)
+    lf = influence.example_loss_fn(seq_apply, "cross_entropy")
+    pq = influence.ihvp(st, influence.per_example_grads(lf, params, x[:2], y[:2]))
+    rep = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (T, *a.shape)), params)
+    lf_pos = influence.example_loss_fn(seq_apply_per_position, "cross_entropy")
+    g_pos = influence.per_example_grads(lf_pos, rep, x, y)
+    ref = sum(
+        np.einsum(
+            "qp,ntp->qnt",
+            np.reshape(pq[k], (2, -1)),
+            np.reshape(g_pos[k], (x.shape[0], T, -1)),
+        )
+        for k in params
+    )
+    assert_close(tok, ref, kind="factorization")
+    g = influence.per_example_grads(lf, params, x, y)
+    full = sum(
+        np.reshape(pq[k], (2, -1)) @ np.reshape(g[k], (x.shape[0], -1)).T
+        for k in params
+    )
+    assert_close(np.sum(tok, -1), full, kind="factorization")
+    # expand EK-FAC keeps the trace of the true per-layer GGN: sum Lambda = E||DW||^2
+    # under the exact output Hessian (block diagonal over positions)
+    flat_out = lambda p, xi: seq_apply(p, xi).reshape(-1)
+    tr = 0.0
+    for xi, yi in zip(x, y, strict=True):
+        jac = jax.jacobian(flat_out)(params, xi)
+        f = seq_apply(params, xi)
+        h = jax.hessian(
+            lambda o, lab=yi: influence._grads.output_loss(o, lab, "cross_entropy")
+        )(f).reshape(f.size, f.size)
+        tr += sum(
+            np.trace(
+                np.reshape(jac[k], (f.size, -1)).T
+                @ h
+                @ np.reshape(jac[k], (f.size, -1))
+            )
+            for k in params
+        )
+    lam_sum = sum(float(jnp.sum(f.lam)) for f in st.factors)
+    assert_close(lam_sum, tr / x.shape[0], kind="factorization")
+
+
 def _flat(tree):
     return np.concatenate([np.ravel(l) for l in jax.tree_util.tree_leaves(tree)])
 

@@ -1,0 +1,282 @@
+r"""Dense layers of any `f(params, x)` found in its jaxpr, with activation taps.
+
+K-FAC, EK-FAC, factored scoring and token-wise scores need, for every dense layer
+$z = x W\,(+\,b)$, the layer input $\bar a$ and the output gradient
+$Ds = \partial L / \partial z$ at every position $t$ of the example (a token, a
+pixel, or the single position of a vector input). Rather than asking the user to
+rewrite the model, the per-example function is traced to a jaxpr and re-evaluated
+by a small interpreter that
+
+* marks every `dot_general` whose one operand is a 2-D parameter leaf (after an
+  optional dtype cast) and whose other operand is not a parameter: a dense layer
+  with weight $W$ (`(i, o)` as in flax, or `(o, i)` as in `x @ W.T`);
+* pairs it with a bias when the layer output is next `add`-ed to a parameter leaf
+  of shape `(o,)` (reshaped or broadcast, as flax's `Dense`/`nnx.Linear` do);
+* records the layer input and adds a zero perturbation to the layer output, so
+  that a VJP with respect to the perturbations gives $Ds$ (kfac-jax's
+  `layer_tags_vjp` idea, spec `influence.md` §0.4).
+
+Nested `jit` calls are inlined; other higher-order primitives (`scan`, custom
+derivatives) are evaluated as they are, so a parameter used only inside them is
+reported as not covered. The per-position factors give the per-example gradient
+$DW = \sum_t Ds_t \bar a_t^\top$ in the `(o, i + 1)` matrix form of `dense_matrix`
+(bias column last).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.extend import core as jex_core
+
+_INLINE = ("pjit", "jit", "closed_call", "core_call")
+_SHAPE_OPS = ("reshape", "broadcast_in_dim", "squeeze", "expand_dims")
+
+
+class DenseTap(NamedTuple):
+    """One dense layer of a traced model (indices into `tree_leaves(params)`).
+
+    Attributes:
+      weight: leaf index of $W$ (2-D).
+      bias: leaf index of $b$ (`(o,)`), or `None`.
+      w_in_axis: the axis of $W$ contracted with the input (0: `(i, o)`).
+      w_is_lhs: whether $W$ is the left operand of the `dot_general`.
+      act_axis: the contracted axis of the layer input.
+      out_shape: shape of the layer output for one example.
+    """
+
+    weight: int
+    bias: int | None
+    w_in_axis: int
+    w_is_lhs: bool
+    act_axis: int
+    out_shape: tuple
+
+    @property
+    def n_positions(self) -> int:
+        """Positions (tokens) of one example: output entries per output unit."""
+        size = 1
+        for s in self.out_shape:
+            size *= s
+        return size // self.out_shape[0 if self.w_is_lhs else -1]
+
+
+class _Ctx:
+    def __init__(self, perturbs=None):
+        self.perturbs = perturbs
+        self.found: list[dict] = []
+        self.acts: list = []
+
+
+def _walk(jaxpr, consts, args, origins, ctx):
+    """Evaluates `jaxpr`, tapping dense layers; returns outputs and their origins.
+
+    `origins[v]` is `(leaf, direct)` for values derived from parameter leaf `leaf`
+    (`direct`: the leaf itself, possibly cast; else reshaped/broadcast).
+    """
+    env, origin, dot_out = {}, {}, {}
+
+    def read(v):
+        return v.val if isinstance(v, jex_core.Literal) else env[v]
+
+    def org(v):
+        return None if isinstance(v, jex_core.Literal) else origin.get(v)
+
+    env.update(zip(jaxpr.constvars, consts, strict=True))
+    for v, a, o in zip(jaxpr.invars, args, origins, strict=True):
+        env[v] = a
+        if o is not None:
+            origin[v] = o
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        ins = [read(v) for v in eqn.invars]
+        ins_org = [org(v) for v in eqn.invars]
+        if name in _INLINE:
+            inner = eqn.params["jaxpr"]
+            outs, outs_org = _walk(inner.jaxpr, inner.consts, ins, ins_org, ctx)
+            for v, val, o in zip(eqn.outvars, outs, outs_org, strict=True):
+                env[v] = val
+                if o is not None:
+                    origin[v] = o
+            continue
+        params = eqn.primitive.get_bind_params(eqn.params)
+        ans = eqn.primitive.bind(*ins, **params)
+        outs = ans if eqn.primitive.multiple_results else [ans]
+        if name == "dot_general":
+            tap = _match_dense(eqn, ins, ins_org)
+            if tap is not None:
+                k = len(ctx.acts)
+                ctx.acts.append(ins[1 if tap["w_is_lhs"] else 0])
+                ctx.found.append(tap)
+                if ctx.perturbs is not None:
+                    outs = [outs[0] + ctx.perturbs[k].astype(outs[0].dtype)]
+                dot_out[eqn.outvars[0]] = k
+        elif name == "add":
+            _match_bias(eqn, ins_org, dot_out, ctx)
+        for v, val in zip(eqn.outvars, outs, strict=True):
+            env[v] = val
+        if name == "convert_element_type" and ins_org[0] is not None:
+            origin[eqn.outvars[0]] = ins_org[0]
+        elif name in _SHAPE_OPS and ins_org[0] is not None:
+            origin[eqn.outvars[0]] = (ins_org[0][0], False)
+    return [read(v) for v in jaxpr.outvars], [org(v) for v in jaxpr.outvars]
+
+
+def _match_dense(eqn, ins, ins_org):
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    if lb or rb or len(lc) != 1:
+        return None
+    for w_pos in (1, 0):
+        o, other = ins_org[w_pos], ins_org[1 - w_pos]
+        if o is None or not o[1] or other is not None or jnp.ndim(ins[w_pos]) != 2:
+            continue
+        w_c, a_c = (rc, lc) if w_pos == 1 else (lc, rc)
+        return dict(
+            weight=o[0],
+            w_in_axis=int(w_c[0]),
+            w_is_lhs=w_pos == 0,
+            act_axis=int(a_c[0]),
+            out_shape=tuple(eqn.outvars[0].aval.shape),
+            n_out=int(jnp.shape(ins[w_pos])[1 - w_c[0]]),
+        )
+    return None
+
+
+def _match_bias(eqn, ins_org, dot_out, ctx):
+    for i in (0, 1):
+        v, o = eqn.invars[i], ins_org[1 - i]
+        if isinstance(v, jex_core.Literal) or v not in dot_out or o is None:
+            continue
+        ctx.found[dot_out[v]].setdefault("bias_candidate", o[0])
+
+
+def _run(apply_fn, params, x, perturbs):
+    leaves = jax.tree_util.tree_leaves(params)
+    closed = jax.make_jaxpr(apply_fn)(params, x)
+    n_x = len(jax.tree_util.tree_leaves(x))
+    origins = [(i, True) for i in range(len(leaves))] + [None] * n_x
+    ctx = _Ctx(perturbs)
+    args = leaves + jax.tree_util.tree_leaves(x)
+    outs, _ = _walk(closed.jaxpr, closed.consts, args, origins, ctx)
+    if len(outs) != 1:
+        raise ValueError(
+            f"model: expected one output array per example; got {len(outs)} outputs"
+        )
+    return outs[0], ctx
+
+
+def find_dense_layers(apply_fn, params, x) -> tuple[DenseTap, ...]:
+    """The dense layers of `apply_fn(params, x)` for one example `x`, in call order.
+
+    Runs abstractly (no FLOPs). `fit_curvature` calls it for callable models; use it
+    directly to see what K-FAC/EK-FAC and token-wise scores will treat as a layer.
+
+    Args:
+      apply_fn: `apply_fn(params, x) -> (k,)` or `(T, k)` for one example (e.g.
+        from `jaxfeat.ntk.from_nnx`, or a linen `module.apply`).
+      params: the parameter pytree.
+      x: one example (a vector, or `(T, d)` positions through per-token layers).
+
+    Returns:
+      One `DenseTap` per layer (leaf indices into `tree_leaves(params)`).
+
+    Raises:
+      ValueError: if a parameter leaf is not the weight or bias of exactly one
+        dense layer (e.g. a convolution kernel, a shared weight, a scale), naming
+        the leaf's path.
+
+    References:
+      Martens & Grosse 2015, arXiv:1503.05671 (K-FAC); Eschenhagen et al. 2023,
+      arXiv:2311.00636 (K-FAC for weight-sharing layers, "expand"); kfac-jax's
+      graph-matched layer tags.
+    """
+    leaves = jax.tree_util.tree_leaves(params)
+    holder = {}  # the walk runs abstractly (eval_shape) and records the layers
+
+    def record(p, xi):
+        out, c = _run(apply_fn, p, xi, None)
+        holder["found"] = c.found
+        return out
+
+    jax.eval_shape(record, params, x)
+    taps, used = [], {}
+    for k, t in enumerate(holder["found"]):
+        bias = t.get("bias_candidate")
+        if bias is not None and jnp.shape(leaves[bias]) != (t["n_out"],):
+            bias = None
+        for leaf in (t["weight"], bias):
+            if leaf is not None:
+                used.setdefault(leaf, []).append(k)
+        taps.append(
+            DenseTap(
+                t["weight"],
+                bias,
+                t["w_in_axis"],
+                t["w_is_lhs"],
+                t["act_axis"],
+                t["out_shape"],
+            )
+        )
+    paths = [jax.tree_util.keystr(p) for p, _ in _leaf_paths(params)]
+    bad = [paths[i] for i in range(len(leaves)) if len(used.get(i, [])) != 1]
+    if bad:
+        raise ValueError(
+            "params: every leaf must be the weight (x @ W) or bias (+ b) of exactly "
+            f"one dense layer for Kronecker factors and token-wise scores; not so for "
+            f"{bad}"
+        )
+    return tuple(taps)
+
+
+def _leaf_paths(params):
+    return jax.tree_util.tree_flatten_with_path(params)[0]
+
+
+def tapped_vjp(apply_fn, taps, params, x):
+    """`(out, vjp_fn, acts)`: `vjp_fn(ct)` gives each layer's output gradient."""
+    zeros = tuple(jnp.zeros(t.out_shape, _leaf_dtype(params)) for t in taps)
+
+    def fwd(perturbs):
+        out, ctx = _run(apply_fn, params, x, perturbs)
+        return out, tuple(ctx.acts)
+
+    out, vjp_fn, acts = jax.vjp(fwd, zeros, has_aux=True)
+    return out, lambda ct: vjp_fn(ct)[0], acts
+
+
+def _leaf_dtype(params):
+    return jax.tree_util.tree_leaves(params)[0].dtype
+
+
+def layer_factors(tap: DenseTap, act, ds):
+    r"""`(abar (T, i + b), ds (..., T, o))` of one layer for one example.
+
+    `act` is the layer input as recorded, `ds` the output gradient with any leading
+    axes (pseudo-gradients); `b` is 1 when the layer has a bias.
+    """
+    a = jnp.moveaxis(act, tap.act_axis, -1)
+    a = a.reshape(-1, a.shape[-1])
+    if tap.bias is not None:
+        a = jnp.concatenate([a, jnp.ones((a.shape[0], 1), a.dtype)], axis=1)
+    lead = ds.ndim - len(tap.out_shape)
+    if tap.w_is_lhs:
+        ds = jnp.moveaxis(ds, lead, -1)
+    ds = ds.reshape(*ds.shape[:lead], -1, ds.shape[-1])
+    return a, ds
+
+
+def leaves_to_matrix(tap: DenseTap, leaves) -> jax.Array:
+    """`[W | b]` of one layer as the `(o, i + b)` matrix (one example, no batch)."""
+    w = leaves[tap.weight]
+    mat = w.T if tap.w_in_axis == 0 else w
+    if tap.bias is not None:
+        mat = jnp.concatenate([mat, leaves[tap.bias][:, None]], axis=1)
+    return mat
+
+
+def matrix_to_leaves(tap: DenseTap, mat, leaves: list) -> None:
+    """Writes the `(o, i + b)` matrix back into `leaves` (in place, a list)."""
+    if tap.bias is not None:
+        leaves[tap.bias] = mat[:, -1]
+        mat = mat[:, :-1]
+    leaves[tap.weight] = mat.T if tap.w_in_axis == 0 else mat

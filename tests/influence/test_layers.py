@@ -1,0 +1,209 @@
+"""Dense layers found in a model's jaxpr: flax modules, sequences, token-wise scores.
+
+All under x64: the oracles are jax.grad, per-position weight copies and dense
+float64 GGN blocks, so agreement is to round-off (1e-10 relative).
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from jaxfeat import influence, ntk
+from jaxfeat.influence import _taps
+from tests.influence._common import (
+    D,
+    H,
+    K,
+    T,
+    seq_apply,
+    seq_apply_per_position,
+    seq_problem,
+)
+
+
+def _rel(a, b):
+    return float(jnp.linalg.norm(jnp.ravel(a - b)) / jnp.linalg.norm(jnp.ravel(b)))
+
+
+class _NNX(nnx.Module):
+    def __init__(self, rngs):
+        self.l1 = nnx.Linear(D, H, rngs=rngs)
+        self.l2 = nnx.Linear(H, K, rngs=rngs)
+
+    def __call__(self, x):
+        return self.l2(nnx.tanh(self.l1(x)))
+
+
+class _Linen(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(K)(nn.gelu(nn.Dense(H)(x)))
+
+
+def _flax_models():
+    apply_nnx, p_nnx = ntk.from_nnx(_NNX(nnx.Rngs(0)))
+    linen = _Linen()
+    p_linen = linen.init(jax.random.key(0), jnp.ones((T, D)))
+    return [("nnx", apply_nnx, p_nnx), ("linen", linen.apply, p_linen)]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["nnx", "linen"])
+def test_factors_of_flax_layers_equal_jax_grad(key, x64, which):
+    """sum_t Ds_t abar_t^T of every found layer is the true (W, b) gradient."""
+    _, apply_fn, params = _flax_models()[which]
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+    x = jax.random.normal(key, (T, D))  # a sequence through per-token layers
+    layers = _taps.find_dense_layers(apply_fn, params, x)
+    assert len(layers) == 2 and all(t.bias is not None for t in layers)
+    assert {t.n_positions for t in layers} == {T}
+    ct = jax.random.normal(jax.random.fold_in(key, 1), (T, K))
+    _, vjp_fn, acts = _taps.tapped_vjp(apply_fn, layers, params, x)
+    grads = jax.grad(lambda p: jnp.sum(apply_fn(p, x).reshape(T, K) * ct))(params)
+    g_leaves = jax.tree_util.tree_leaves(grads)
+    for tap, act, ds in zip(layers, acts, vjp_fn(ct), strict=True):
+        a, d = _taps.layer_factors(tap, act, ds)
+        dw = jnp.einsum("to,ti->oi", d, a)
+        assert _rel(dw, _taps.leaves_to_matrix(tap, g_leaves)) < 1e-12
+
+
+def test_leaf_outside_dense_layers_is_named(key):
+    params = {"s": jnp.ones(()), "w": jnp.ones((D, K))}
+    apply_fn = lambda p, x: p["s"] * (x @ p["w"])
+    x = jax.random.normal(key, (4, D))
+    y = jnp.zeros((4,), jnp.int32)
+    with pytest.raises(ValueError, match=r"\['s'\]"):
+        influence.fit_curvature(
+            apply_fn, params, x, y, cfg=influence.IHVPConfig(strategy="ekfac")
+        )
+    state = influence.fit_curvature(  # exact still works, unfactored
+        apply_fn, params, x, y, cfg=influence.IHVPConfig(strategy="exact")
+    )
+    with pytest.raises(ValueError, match="per_token"):
+        influence.pairwise_scores(state, params, x, y, x, y, per_token=True)
+
+
+def test_callable_mlp_ekfac_equals_mlpconfig_ekfac(key, x64):
+    """The jaxpr-found layers of a plain MLP give the MLPConfig path's factors."""
+    mlp = ntk.MLPConfig(
+        in_dim=D, widths=(H,), out_dim=K, activation="tanh", parameterization="standard"
+    )
+    params = ntk.init_mlp(key, mlp, dtype=jnp.float64)
+    params = tuple(ntk.Dense(p.w, p.b + 0.1) for p in params)
+    plain = lambda p, x: jnp.tanh(x @ p[0].w + p[0].b) @ p[1].w + p[1].b
+    x = jax.random.normal(jax.random.fold_in(key, 1), (9, D))
+    y = jax.random.randint(jax.random.fold_in(key, 2), (9,), 0, K)
+    cfg = influence.IHVPConfig(strategy="ekfac")
+    ref = influence.fit_curvature(mlp, params, x, y, cfg=cfg)
+    got = influence.fit_curvature(plain, params, x, y, cfg=cfg)
+    assert len(got.layers) == 2
+    for fr, fg in zip(ref.factors, got.factors, strict=True):
+        assert _rel(fg.lam, fr.lam) < 1e-10
+        assert _rel(fg.a, fr.a) < 1e-10 and _rel(fg.s, fr.s) < 1e-10
+    s_ref = influence.pairwise_scores(ref, params, x[:3], y[:3], x, y)
+    s_got = influence.pairwise_scores(got, params, x[:3], y[:3], x, y)
+    assert _rel(s_got, s_ref) < 1e-10
+
+
+def test_sequence_exact_pseudo_grads_are_the_output_hessian(key, x64):
+    f = jax.random.normal(key, (T, K))
+    y = jax.random.randint(key, (T,), 0, K)
+    r, w = influence._grads.output_pseudo_grads(
+        f, y, None, loss="cross_entropy", fisher="exact", n_samples=1
+    )
+    m = jnp.einsum("c...,c,cj->...j", r.reshape(len(w), -1), w, r.reshape(len(w), -1))
+    hess = jax.hessian(lambda g: influence._grads.output_loss(g, y, "cross_entropy"))(f)
+    assert _rel(m, hess.reshape(T * K, T * K)) < 1e-12
+
+
+def _layer_ggn_block(params, x, y, leaf_names):
+    """Dense float64 GGN block of one layer: mean_n J^T H_f J over (W, b)."""
+
+    def flat_out(sub, xi):
+        p = dict(params, **dict(zip(leaf_names, sub, strict=True)))
+        return seq_apply(p, xi).reshape(-1)
+
+    sub = [params[k] for k in leaf_names]
+    blocks = []
+    for xi, yi in zip(x, y, strict=True):
+        jac = jax.jacobian(flat_out)(sub, xi)
+        mats = [j.reshape(T * K, -1) for j in jac]
+        # (o, i+1) row-major layout of [W^T | b]
+        w_j = mats[0].reshape(T * K, *params[leaf_names[0]].shape)
+        w_j = jnp.swapaxes(w_j, 1, 2)
+        jm = jnp.concatenate([w_j, mats[1][:, :, None]], axis=2).reshape(T * K, -1)
+        f = seq_apply(params, xi)
+        hess = jax.hessian(
+            lambda g, lab=yi: influence._grads.output_loss(g, lab, "cross_entropy")
+        )(f).reshape(T * K, T * K)
+        blocks.append(jm.T @ hess @ jm)
+    return sum(blocks) / len(blocks)
+
+
+def test_sequence_ekfac_keeps_the_layer_ggn_trace(key, x64):
+    params, x, y = seq_problem(key)
+    fit = lambda s: influence.fit_curvature(
+        seq_apply, params, x, y, cfg=influence.IHVPConfig(strategy=s)
+    )
+    ek, kf = fit("ekfac"), fit("kfac")
+    assert [t.n_positions for t in ek.layers] == [T, T]
+    for layer, names in zip(range(2), (("w1", "b1"), ("w2", "b2")), strict=True):
+        g = _layer_ggn_block(params, x, y, names)
+        f_ek, f_kf = ek.factors[layer], kf.factors[layer]
+        assert abs(float(jnp.sum(f_ek.lam) - jnp.trace(g))) < 1e-10 * float(
+            jnp.trace(g)
+        )
+        dense = lambda f: (
+            jnp.kron(f.q_s, f.q_a)
+            @ jnp.diag(f.lam.ravel())
+            @ (jnp.kron(f.q_s, f.q_a).T)
+        )
+        assert jnp.linalg.norm(g - dense(f_ek)) <= jnp.linalg.norm(g - dense(f_kf))
+
+
+def test_token_scores_equal_per_position_weight_gradients(key, x64):
+    """score_t = <P(g_q), d L / d W_t> with a weight copy per position (oracle)."""
+    params, x, y = seq_problem(key)
+    state = influence.fit_curvature(
+        seq_apply, params, x, y, cfg=influence.IHVPConfig(strategy="ekfac")
+    )
+    xq, yq = x[:2], y[:2]
+    tok = influence.pairwise_scores(state, params, xq, yq, x, y, per_token=True)
+    full = influence.pairwise_scores(state, params, xq, yq, x, y)
+    assert tok.shape == (2, x.shape[0], T)
+    assert _rel(tok.sum(-1), full) < 1e-10
+    # oracle: preconditioned query gradients dotted with per-position gradients
+    lf = influence.example_loss_fn(seq_apply, "cross_entropy")
+    pq = influence.ihvp(state, influence.per_example_grads(lf, params, xq, yq))
+    rep = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (T, *a.shape)), params)
+    lf_pos = influence.example_loss_fn(seq_apply_per_position, "cross_entropy")
+    g_pos = influence.per_example_grads(lf_pos, rep, x, y)  # leaves (n, T, ...)
+    n, q = x.shape[0], xq.shape[0]
+    oracle = sum(
+        jnp.einsum("qp,ntp->qnt", pq[k].reshape(q, -1), g_pos[k].reshape(n, T, -1))
+        for k in params
+    )
+    assert _rel(tok, oracle) < 1e-10
+    # the factored path equals plain per-example gradient dot products
+    g = influence.per_example_grads(lf, params, x, y)
+    plain = sum(jnp.einsum("q...,n...->qn", pq[k], g[k]) for k in params)
+    assert _rel(full, plain) < 1e-10
+    # query batching at full rank is exact for sequences too
+    low = influence.pairwise_scores(
+        state, params, xq, yq, x, y, per_token=True, query_rank=H + 1
+    )
+    assert _rel(low, tok) < 1e-10
+
+
+def test_token_scores_need_one_sequence_length(key):
+    params, x, y = seq_problem(key)
+    pooled = lambda p, xi: (
+        jnp.mean(jnp.tanh(xi @ p["w1"] + p["b1"][None]), 0) @ p["w2"] + p["b2"]
+    )
+    state = influence.fit_curvature(
+        pooled, params, x, y[:, 0], cfg=influence.IHVPConfig(strategy="kfac")
+    )
+    assert [t.n_positions for t in state.layers] == [T, 1]
+    with pytest.raises(ValueError, match="per_token"):
+        influence.pairwise_scores(state, params, x, y[:, 0], x, y[:, 0], per_token=True)
