@@ -40,6 +40,9 @@ class IHVPConfig:
       fisher: pseudo-gradients of the GGN: `"exact"` (expectation over the model's
         predictive distribution: the true GGN), `"sampled"` (`n_samples` labels per
         example drawn with an explicit key) or `"empirical"` (the true labels).
+        For a sequence output `(T, k)`, `"exact"` takes `T k` backward passes per
+        example (one per position and class); prefer `"sampled"` for long
+        sequences or large vocabularies (one label per position per draw).
       damping: $\lambda \ge 0$, or `None` for $0.1\times$ the mean eigenvalue of
         $G$ (per layer, $0.1\times\mathrm{mean}(\Lambda_\ell)$, for `kfac`/`ekfac`).
       n_samples: sampled labels per example (`fisher="sampled"`).

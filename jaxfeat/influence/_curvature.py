@@ -18,7 +18,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
-from jaxfeat._src.checks import check_finite
+from jaxfeat._src.checks import check_finite, check_int_at_least
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.influence._config import KRONECKER, MATRIX_FREE, IHVPConfig
 from jaxfeat.influence._grads import (
@@ -30,7 +30,17 @@ from jaxfeat.influence._grads import (
     output_loss,
     output_pseudo_grads,
 )
-from jaxfeat.influence._kfac import eig_dtype, fit_kronecker, kronecker_solve
+from jaxfeat.influence._kfac import (
+    eig_dtype,
+    ekfac_lambda_sums,
+    finish_kronecker,
+    fit_kronecker,
+    kron_bases,
+    kron_moments,
+    kronecker_solve,
+    pseudo_factors,
+)
+from jaxfeat.influence._stream import stream_sum
 from jaxfeat.influence._taps import (
     find_dense_layers,
     leaves_to_matrix,
@@ -286,6 +296,8 @@ def fit_curvature(
     *,
     cfg: IHVPConfig,
     key: PRNGKey | None = None,
+    chunk_size: int | None = None,
+    progress: bool = False,
 ) -> CurvatureState:
     r"""Fits the curvature $G$ of the mean training loss once, for many `ihvp` calls.
 
@@ -311,6 +323,12 @@ def fit_curvature(
       cfg: the strategy, Fisher mode and damping.
       key: PRNG key for `fisher="sampled"` (labels drawn per example with
         `fold_in(key, n)`); required there, ignored otherwise.
+      chunk_size: `kfac`/`ekfac` only: stream the training set in chunks of this
+        many examples (two passes: $A$, $S$, then $\Lambda$ in their eigenbases),
+        each sharded over every visible device, so memory is bounded by the chunk;
+        the factors do not depend on it (sampled labels included). `None`: all
+        at once.
+      progress: show a progress bar over chunks.
 
     Returns:
       A `CurvatureState`.
@@ -346,8 +364,74 @@ def fit_curvature(
     leaves, treedef = jax.tree_util.tree_flatten(params)
     shapes = tuple(jnp.shape(leaf) for leaf in leaves)
     layers = _model_layers(model, params, x, cfg)
-    factors, damping = _fit_jit(model, params, x, y, key, cfg, layers)
+    if chunk_size is None:
+        factors, damping = _fit_jit(model, params, x, y, key, cfg, layers)
+    else:
+        check_int_at_least("chunk_size", chunk_size, 1)
+        if cfg.strategy not in KRONECKER:
+            raise ValueError(
+                f"chunk_size: streamed fitting is for 'kfac'/'ekfac'; strategy "
+                f"{cfg.strategy!r} needs the whole training set at once"
+            )
+        factors, damping = _fit_streamed(
+            model, layers, params, x, y, key, cfg, chunk_size, progress
+        )
     return CurvatureState(factors, damping, cfg, model, treedef, shapes, layers)
+
+
+def _chunk_moments(params, x, y, keys, valid, model, layers, cfg):
+    per, w = pseudo_factors(
+        params, x, y, keys, valid, model=model, layers=layers, cfg=cfg
+    )
+    return kron_moments(per, w)
+
+
+def _chunk_lambda(params, x, y, keys, valid, bases, model, layers, cfg):
+    per, w = pseudo_factors(
+        params, x, y, keys, valid, model=model, layers=layers, cfg=cfg
+    )
+    return ekfac_lambda_sums(per, w, bases)
+
+
+_STATIC = ("model", "layers", "cfg")
+_moments_jit = jax.jit(_chunk_moments, static_argnames=_STATIC)
+_lambda_jit = jax.jit(_chunk_lambda, static_argnames=_STATIC)
+_bases_jit = jax.jit(kron_bases, static_argnames=("n", "n_pos", "cfg"))
+_finish_jit = jax.jit(finish_kronecker, static_argnames=("n", "cfg"))
+
+
+def _fit_streamed(model, layers, params, x, y, key, cfg, chunk_size, progress):
+    """Kronecker factors accumulated over chunks: the sums of `fit_kronecker`."""
+    n = x.shape[0]
+    keys = example_keys(key, 0, n)
+    kw = dict(model=model, layers=layers, cfg=cfg)
+    moments = stream_sum(
+        lambda xc, yc, kc, vc: _moments_jit(params, xc, yc, kc, vc, **kw),
+        x,
+        y,
+        keys,
+        chunk_size,
+        progress,
+        "K-FAC factors",
+    )
+    if isinstance(model, ntk.MLPConfig):
+        n_pos = (1,) * len(moments)
+    else:
+        n_pos = tuple(t.n_positions for t in layers)
+    bases = _bases_jit(moments, n=n, n_pos=n_pos, cfg=cfg)
+    if cfg.strategy == "ekfac":
+        lam_sums = stream_sum(
+            lambda xc, yc, kc, vc: _lambda_jit(params, xc, yc, kc, vc, bases, **kw),
+            x,
+            y,
+            keys,
+            chunk_size,
+            progress,
+            "EK-FAC eigenvalues",
+        )
+    else:
+        lam_sums = tuple(f.lam for f in bases)
+    return _finish_jit(bases, lam_sums, n=n, cfg=cfg)
 
 
 def _model_layers(model, params, x, cfg) -> tuple:

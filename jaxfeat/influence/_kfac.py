@@ -55,6 +55,69 @@ def _pseudo_factors(params, x, y, keys, *, model, layers, cfg):
     return tapped_pseudo_factors(params, x, y, keys, model=model, layers=layers, **kw)
 
 
+def pseudo_factors(params, x, y, keys, valid, *, model, layers, cfg):
+    """`_pseudo_factors` with padded rows (`valid = 0`) given zero weight."""
+    per, w = _pseudo_factors(params, x, y, keys, model=model, layers=layers, cfg=cfg)
+    v = valid.astype(w.dtype)
+    per = tuple((a * v[:, None, None].astype(a.dtype), d) for a, d in per)
+    return per, w * v[:, None]
+
+
+def kron_moments(per, w):
+    """Per layer the unnormalised sums `(sum abar abar^T, sum w Ds Ds^T)`."""
+    return tuple(
+        (
+            einops.einsum(abar, abar, "n t i, n t j -> i j"),
+            einops.einsum(w, ds, ds, "n c, n c t o, n c t q -> o q"),
+        )
+        for abar, ds in per
+    )
+
+
+def kron_bases(moments, n, n_pos, cfg):
+    """Normalised `A`, `S`, their eigenpairs and (K-FAC) eigenvalue products."""
+    out = []
+    for (sa, ss), t in zip(moments, n_pos, strict=True):
+        a, s = sa / (n * t), ss / n
+        eig_a, q_a = psd_eigh(a)
+        eig_s, q_s = psd_eigh(s)
+        lam = jnp.outer(eig_s, eig_a)
+        out.append(KroneckerFactors(a, s, q_a, q_s, eig_a, eig_s, lam))
+    return tuple(out)
+
+
+def ekfac_lambda_sums(per, w, bases):
+    r"""Per layer $\sum_{n,c} w_{n,c}(Q_S^\top DW_{n,c} Q_A)^{\odot 2}$ (no $1/N$)."""
+    out = []
+    for (abar, ds), f in zip(per, bases, strict=True):
+        ds_rot = einops.einsum(ds.astype(f.q_s.dtype), f.q_s, "n c t o, o q -> n c t q")
+        a_rot = einops.einsum(abar.astype(f.q_a.dtype), f.q_a, "n t i, i j -> n t j")
+        wq = w.astype(f.q_s.dtype)
+        if abar.shape[1] == 1:  # rank one: (Q_S^T Ds)^2 (Q_A^T a)^2
+            lam = einops.einsum(
+                wq, ds_rot[:, :, 0] ** 2, a_rot[:, 0] ** 2, "n c, n c o, n i -> o i"
+            )
+        else:
+            dw = einops.einsum(ds_rot, a_rot, "n c t o, n t i -> n c o i")
+            lam = einops.einsum(wq, dw**2, "n c, n c o i -> o i")
+        out.append(lam)
+    return tuple(out)
+
+
+def finish_kronecker(bases, lam_sums, n, cfg):
+    r"""Factors with $\Lambda$ (EK-FAC) and per-layer damping."""
+    factors, damping = [], []
+    for f, ls in zip(bases, lam_sums, strict=True):
+        lam = ls / n if cfg.strategy == "ekfac" else f.lam
+        factors.append(f._replace(lam=lam))
+        damping.append(
+            0.1 * jnp.mean(lam)
+            if cfg.damping is None
+            else jnp.asarray(cfg.damping, lam.dtype)
+        )
+    return tuple(factors), tuple(damping)
+
+
 def fit_kronecker(params, x, y, keys, *, model, layers, cfg):
     r"""Per-layer `KroneckerFactors` and damping (traced under `jit`).
 
@@ -63,38 +126,16 @@ def fit_kronecker(params, x, y, keys, *, model, layers, cfg):
     \bar a_{n,t}\bar a_{n,t}^\top$, $S = \frac1N \sum_{n,c} w_{n,c} \sum_t
     Ds_{n,c,t} Ds_{n,c,t}^\top$, and $\Lambda = \frac1N\sum_{n,c} w_{n,c}
     (Q_S^\top DW_{n,c} Q_A)^{\odot 2}$ with the whole-example gradient
-    $DW_{n,c} = \sum_t Ds_{n,c,t}\bar a_{n,t}^\top$.
+    $DW_{n,c} = \sum_t Ds_{n,c,t}\bar a_{n,t}^\top$. (`fit_curvature` with a
+    `chunk_size` accumulates the same sums chunk by chunk, in two passes.)
     """
     per, w = _pseudo_factors(params, x, y, keys, model=model, layers=layers, cfg=cfg)
     n = x.shape[0]
-    factors, damping = [], []
-    for abar, ds in per:
-        n_pos = abar.shape[1]
-        a = einops.einsum(abar, abar, "n t i, n t j -> i j") / (n * n_pos)
-        s = einops.einsum(w, ds, ds, "n c, n c t o, n c t q -> o q") / n
-        eig_a, q_a = psd_eigh(a)
-        eig_s, q_s = psd_eigh(s)
-        if cfg.strategy == "ekfac":
-            ds_rot = einops.einsum(ds.astype(q_s.dtype), q_s, "n c t o, o q -> n c t q")
-            a_rot = einops.einsum(abar.astype(q_a.dtype), q_a, "n t i, i j -> n t j")
-            wq = w.astype(q_s.dtype)
-            if n_pos == 1:  # rank one: (Q_S^T Ds)^2 (Q_A^T a)^2
-                lam = einops.einsum(
-                    wq, ds_rot[:, :, 0] ** 2, a_rot[:, 0] ** 2, "n c, n c o, n i -> o i"
-                )
-            else:
-                dw = einops.einsum(ds_rot, a_rot, "n c t o, n t i -> n c o i")
-                lam = einops.einsum(wq, dw**2, "n c, n c o i -> o i")
-            lam = lam / n
-        else:
-            lam = jnp.outer(eig_s, eig_a)
-        factors.append(KroneckerFactors(a, s, q_a, q_s, eig_a, eig_s, lam))
-        damping.append(
-            0.1 * jnp.mean(lam)
-            if cfg.damping is None
-            else jnp.asarray(cfg.damping, lam.dtype)
-        )
-    return tuple(factors), tuple(damping)
+    bases = kron_bases(kron_moments(per, w), n, [a.shape[1] for a, _ in per], cfg)
+    lam_sums = ekfac_lambda_sums(per, w, bases) if cfg.strategy == "ekfac" else None
+    if lam_sums is None:
+        lam_sums = tuple(f.lam for f in bases)
+    return finish_kronecker(bases, lam_sums, n, cfg)
 
 
 def kronecker_solve(f: KroneckerFactors, damping: Array, v: Array) -> Array:

@@ -14,9 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
-from jaxfeat._src.checks import check_finite, check_int_at_least
-from jaxfeat._src.progress import run_chunks
-from jaxfeat._src.sharding import device_mesh, shard_batch
+from jaxfeat._src.checks import check_int_at_least
 from jaxfeat.influence._curvature import (
     CurvatureState,
     check_data,
@@ -29,6 +27,7 @@ from jaxfeat.influence._grads import (
     example_loss_fn,
     grad_factors,
 )
+from jaxfeat.influence._stream import stream_concat
 from jaxfeat.influence._taps import leaves_to_matrix
 
 
@@ -151,33 +150,6 @@ def _prepare_queries(state, params, x_query, y_query, query_rank):
     return pq
 
 
-def _stream(fn, x, y, chunk_size, progress, desc):
-    """Runs `fn(x_chunk, y_chunk)` over padded chunks sharded over the devices."""
-    n = x.shape[0]
-    chunk = n if chunk_size is None else min(chunk_size, n)
-    mesh = device_mesh()
-    n_dev = mesh.devices.size
-    chunk += -chunk % n_dev  # every chunk has one padded shape: one compile
-    n_chunks = -(-n // chunk)
-
-    def step(carry, i):
-        lo = i * chunk
-        xc, yc = x[lo : lo + chunk], y[lo : lo + chunk]
-        m = xc.shape[0]
-        pad = chunk - m
-        if pad:  # repeat the last example: valid inputs, dropped below
-            xc = jnp.concatenate([xc, jnp.repeat(xc[-1:], pad, axis=0)])
-            yc = jnp.concatenate([yc, jnp.repeat(yc[-1:], pad, axis=0)])
-        (xs, ys), _ = shard_batch((xc, yc), mesh)
-        out = fn(xs, ys)  # example axis last
-        out = out[..., :m] if pad else out
-        check_finite("x_train", out)
-        return carry, out
-
-    _, outs = run_chunks(step, None, n_chunks, desc=desc, progress=progress)
-    return outs[0] if n_chunks == 1 else jnp.concatenate(outs, axis=-1)
-
-
 def _validate(state, params, pairs, chunk_size):
     check_params("params", params, state.treedef, state.shapes)
     for nx, x, ny, y in pairs:
@@ -281,7 +253,7 @@ def pairwise_scores(
     pq = _prepare_queries(state, params, x_query, y_query, query_rank)
     groups = tuple(layer_groups(params))
     fn = lambda xs, ys: _chunk_jit(state, params, pq, xs, ys, groups, per_token)
-    scores = _stream(fn, x_train, y_train, chunk_size, progress, "influence")
+    scores = stream_concat(fn, x_train, y_train, chunk_size, progress, "influence")
     if per_token:  # (l, q, t, m) -> (l, q, m, t)
         scores = jnp.swapaxes(scores, -1, -2)
     return scores if per_layer else jnp.sum(scores, axis=0)
@@ -353,4 +325,4 @@ def self_scores(
     _validate(state, params, [("x", x, "y", y)], chunk_size)
     check_tree_finite("params", params)
     fn = lambda xs, ys: _self_jit(state, params, xs, ys)
-    return _stream(fn, x, y, chunk_size, progress, "self-influence")
+    return stream_concat(fn, x, y, chunk_size, progress, "self-influence")

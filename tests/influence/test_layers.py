@@ -147,6 +147,16 @@ def test_sequence_ekfac_keeps_the_layer_ggn_trace(key, x64):
         seq_apply, params, x, y, cfg=influence.IHVPConfig(strategy=s)
     )
     ek, kf = fit("ekfac"), fit("kfac")
+    streamed = influence.fit_curvature(  # chunks of 3 (padded): the same sums
+        seq_apply,
+        params,
+        x,
+        y,
+        cfg=influence.IHVPConfig(strategy="ekfac"),
+        chunk_size=3,
+    )
+    for a, b in zip(ek.factors, streamed.factors, strict=True):
+        assert _rel(b.lam, a.lam) < 1e-12 and _rel(b.a, a.a) < 1e-12
     assert [t.n_positions for t in ek.layers] == [T, T]
     for layer, names in zip(range(2), (("w1", "b1"), ("w2", "b2")), strict=True):
         g = _layer_ggn_block(params, x, y, names)

@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent(
           "v": jax.random.normal(jax.random.key(3), (4, 3))}
     xs = jax.random.normal(jax.random.key(4), (11, 6, 3))
     ys = jax.random.randint(jax.random.key(5), (11, 6), 0, 3)
-    st = influence.fit_curvature(seq, ps, xs, ys, cfg=cfg)
+    st = influence.fit_curvature(seq, ps, xs, ys, cfg=cfg, chunk_size=5)  # streamed
     tok = influence.pairwise_scores(st, ps, xs[:2], ys[:2], xs, ys, chunk_size=5,
                                     per_token=True)
     np.savez(sys.argv[1], s=np.asarray(s), self_s=np.asarray(self_s),
@@ -45,6 +45,10 @@ def test_scores_sharded_over_four_devices_match_one(tmp_path):
     one, four = _run(tmp_path, 1), _run(tmp_path, 4)
     assert int(one["devices"]) == 1 and int(four["devices"]) == 4
     # float32, the same per-example programs partitioned differently: identity tol.
-    assert one["tok"].shape == (2, 11, 6)
-    for name in ("s", "self_s", "tok"):
+    assert one["tok"].shape == (2, 11, 6)  # from factors streamed over the devices
+    for name in ("s", "self_s"):
         np.testing.assert_allclose(four[name], one[name], rtol=1e-5, atol=1e-6)
+    # the token scores come from factors summed over devices in another order:
+    # float32 round-off relative to the largest score
+    scale = float(np.abs(one["tok"]).max())
+    np.testing.assert_allclose(four["tok"], one["tok"], rtol=1e-5, atol=1e-5 * scale)
