@@ -9,6 +9,7 @@ r"""Influence functions: per-example gradients, curvature, iHVPs and influence s
 | `IHVPConfig`, `CurvatureState`, `fit_curvature`, `ihvp` | fit-once curvature (exact, CG, LiSSA, Arnoldi, K-FAC, EK-FAC, identity) and damped inverse-curvature-vector products |
 | `DenseFactors`, `OperatorFactors`, `KroneckerFactors` | the factor containers inside a `CurvatureState` |
 | `pairwise_scores`, `self_scores`, `low_rank_query` | query × train and self-influence (positive = helpful), layer-wise and token-wise terms, query batching, chunked and sharded |
+| `adam_features`, `less_scores`, `whitened_features`, `ot_cost`, `sinkhorn`, `tarot_select`, `column_zscore`, `bids_select`, `l2_normalize` | data selection: LESS (Adam features, mean-then-max cosine), TAROT (whitened features, Sinkhorn OT selection), BIDS (z-scored, task-balanced iterative selection) |
 | `pbrf_objective`, `pbrf_response` | the proximal Bregman response function and its Newton minimiser |
 
 Sign convention: `score[q, m] = g_qᵀ (G + λI)⁻¹ g_m`, positive when up-weighting
@@ -16,7 +17,8 @@ training example `m` lowers the query loss; no `1/N`.
 
 References: Koh & Liang 2017, arXiv:1703.04730; Grosse et al. 2023,
 arXiv:2308.03296; George et al. 2018, arXiv:1806.03884; Bae et al. 2022,
-arXiv:2209.05364.
+arXiv:2209.05364; Xia et al. 2024, arXiv:2402.04333 (LESS); Feng et al. 2025,
+arXiv:2412.00420 (TAROT); Dai et al. 2025, arXiv:2501.12147 (BIDS).
 """
 
 from jaxfeat.influence._config import IHVPConfig as IHVPConfig
@@ -38,6 +40,15 @@ from jaxfeat.influence._pbrf import pbrf_response as pbrf_response
 from jaxfeat.influence._scores import low_rank_query as low_rank_query
 from jaxfeat.influence._scores import pairwise_scores as pairwise_scores
 from jaxfeat.influence._scores import self_scores as self_scores
+from jaxfeat.influence._selection import adam_features as adam_features
+from jaxfeat.influence._selection import bids_select as bids_select
+from jaxfeat.influence._selection import column_zscore as column_zscore
+from jaxfeat.influence._selection import l2_normalize as l2_normalize
+from jaxfeat.influence._selection import less_scores as less_scores
+from jaxfeat.influence._selection import ot_cost as ot_cost
+from jaxfeat.influence._selection import sinkhorn as sinkhorn
+from jaxfeat.influence._selection import tarot_select as tarot_select
+from jaxfeat.influence._selection import whitened_features as whitened_features
 from jaxfeat.influence._taps import DenseTap as DenseTap
 from jaxfeat.influence._taps import find_dense_layers as find_dense_layers
 
@@ -48,6 +59,9 @@ __all__ = [
     "IHVPConfig",
     "KroneckerFactors",
     "OperatorFactors",
+    "adam_features",
+    "bids_select",
+    "column_zscore",
     "dense_from_matrix",
     "dense_grad_factors",
     "dense_matrix",
@@ -55,7 +69,10 @@ __all__ = [
     "find_dense_layers",
     "fit_curvature",
     "ihvp",
+    "l2_normalize",
+    "less_scores",
     "low_rank_query",
+    "ot_cost",
     "pairwise_scores",
     "pbrf_objective",
     "pbrf_response",
@@ -63,4 +80,7 @@ __all__ = [
     "per_example_losses",
     "random_projection",
     "self_scores",
+    "sinkhorn",
+    "tarot_select",
+    "whitened_features",
 ]

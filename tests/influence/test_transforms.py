@@ -116,6 +116,62 @@ CASES = {
         (None, 0),
         {},
     ),
+    "adam_features": lambda: (
+        lambda g, m: influence.adam_features(g, m, m**2),
+        (_u(4, 5), _u(5, seed=1)),
+        (_u(B, 4, 5), _u(B, 5, seed=1)),
+        None,
+        {},
+    ),
+    "less_scores": lambda: (
+        lambda a, b: influence.less_scores(a, b, jnp.array([0, 1, 1]), 2),
+        (_u(4, 5), _u(3, 5, seed=1)),
+        (_u(B, 4, 5), _u(B, 3, 5, seed=1)),
+        None,
+        {},
+    ),
+    "l2_normalize": lambda: (
+        influence.l2_normalize,
+        (_u(4, 5),),
+        (_u(B, 4, 5),),
+        None,
+        {},
+    ),
+    "whitened_features": lambda: (
+        lambda a, b: influence.whitened_features(a, b),
+        (_u(6, 3), _u(5, 3, seed=1)),
+        (_u(B, 6, 3), _u(B, 5, 3, seed=1)),
+        None,
+        {},
+    ),
+    "ot_cost": lambda: (
+        lambda a, b: influence.ot_cost(*influence.whitened_features(a, b)),
+        (_u(6, 3), _u(5, 3, seed=1)),
+        (_u(B, 6, 3), _u(B, 5, 3, seed=1)),
+        None,
+        {},
+    ),
+    "sinkhorn": lambda: (
+        lambda c: influence.sinkhorn(jnp.abs(c), epsilon=0.1, n_iter=50),
+        (_u(4, 5),),
+        (_u(B, 4, 5),),
+        None,
+        {},
+    ),
+    "column_zscore": lambda: (
+        influence.column_zscore,
+        (_u(6, 4),),
+        (_u(B, 6, 4),),
+        None,
+        {},
+    ),
+    "bids_select": lambda: (
+        lambda a: influence.bids_select(a, jnp.array([0, 0, 1, 1]), 2, 3),
+        (_u(6, 4),),
+        (_u(B, 6, 4),),
+        None,
+        {},
+    ),
     "low_rank_query": lambda: (
         lambda m: jnp.einsum("qor,qri->qoi", *influence.low_rank_query(m, 2)),
         (_u(3, 4, 5),),
@@ -163,6 +219,7 @@ CASES = {
 
 NOT_TRANSFORMABLE = {
     "find_dense_layers": "returns static structure (leaf indices); runs abstractly",
+    "tarot_select": "driver: data-dependent early stopping over ranks (Python loop)",
     "pairwise_scores": "driver: streams chunks (progress bar), places them on devices",
     "self_scores": "driver: streams chunks (progress bar), places them on devices",
 }
@@ -171,6 +228,7 @@ NO_FLOAT_INPUT = {
     "ihvp",
     "ihvp[found dense layers]",
 }  # their float64 check is below
+INT_OUTPUT = {"bids_select"}  # indices; selection checked in test_selection
 
 
 def test_every_public_function_has_a_case():
@@ -200,7 +258,7 @@ def _floats(out):
     ]
 
 
-@pytest.mark.parametrize("name", sorted(set(CASES) - NO_FLOAT_INPUT))
+@pytest.mark.parametrize("name", sorted(set(CASES) - NO_FLOAT_INPUT - INT_OUTPUT))
 def test_float64_in_float64_out(x64, name):
     fn, args, _, _, kwargs = CASES[name]()
     floats = _floats(fn(*_cast(args, jnp.float64), **kwargs))
