@@ -653,6 +653,35 @@ def test_inf_15():
     assert_close(lam_sum, tr / x.shape[0], kind="factorization")
 
 
+def test_inf_16():
+    """Whitening, the unit-row OT cost, LESS Adam features, BIDS z-scores."""
+    import optax
+
+    rng = jax.random.split(jax.random.key(16), 4)
+    c = jax.random.normal(rng[0], (25, 4)) * jnp.array([[3.0, 1.0, 0.1, 1.0]])
+    t = jax.random.normal(rng[1], (15, 4))
+    cw, tw = influence.whitened_features(c, t, ridge=0.5, normalize=False)
+    f = np.concatenate([c, t]) - np.concatenate([c, t]).mean(0)
+    sigma = f.T @ f / f.shape[0] + 0.5 * np.eye(4)
+    w = np.linalg.solve(np.linalg.cholesky(sigma), np.eye(4)).T  # L^{-T}
+    assert_close(w.T @ sigma @ w, np.eye(4), kind="factorization")
+    assert_close(np.concatenate([cw, tw]), f @ w, kind="factorization")
+    ch, th = influence.whitened_features(c, t)
+    direct = np.linalg.norm(np.asarray(ch)[:, None] - np.asarray(th)[None], axis=-1)
+    assert_close(influence.ot_cost(ch, th), direct, kind="factorization")
+    # LESS: the moments after one Adam update
+    mu, nu = jax.random.normal(rng[2], (6,)), jax.random.uniform(rng[3], (6,))
+    g = jax.random.normal(rng[0], (3, 6))
+    feats = influence.adam_features(g, mu, nu, b1=0.9, b2=0.999, eps=1e-8)
+    state = optax.ScaleByAdamState(count=jnp.asarray(3), mu=mu, nu=nu)
+    for i in range(3):
+        _, new = optax.scale_by_adam().update(g[i], state)
+        assert_close(feats[i], new.mu / jnp.sqrt(new.nu + 1e-8), kind="factorization")
+    z = influence.column_zscore(jnp.concatenate([10 * c, c], axis=1))
+    assert_close(z.mean(0), np.zeros(8), kind="factorization")
+    assert_close(z.std(0), np.ones(8), kind="factorization")
+
+
 def _flat(tree):
     return np.concatenate([np.ravel(l) for l in jax.tree_util.tree_leaves(tree)])
 
