@@ -11,10 +11,11 @@ over every visible device along the example axis (`jax.sharding`).
 import einops
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
-from jaxfeat._src.checks import check_int_at_least
+from jaxfeat._src.checks import check_int_at_least, is_concrete
 from jaxfeat.influence._curvature import (
     CurvatureState,
     check_data,
@@ -180,8 +181,11 @@ def pairwise_scores(
     (Koh & Liang's $\mathcal I_{\rm up,loss} = -\mathrm{score}$). No $1/N$: divide
     by $N$ for the effect of removing one example from a mean loss.
 
-    Query gradients are preconditioned once (`ihvp`); training gradients are formed
-    chunk by chunk (`chunk_size` examples, with a progress bar) and never stored.
+    Query gradients are preconditioned once (`ihvp`), in a batch padded to a bucket
+    (`query_bucket`: 8, 16, 24, ..., 64, 80, ..., at most ~25% padding), so a new
+    number of queries in the same bucket reuses the compiled programs. Training
+    gradients are formed chunk by chunk (`chunk_size` examples, with a progress
+    bar) and never stored.
     For an `ntk.MLPConfig` model, or a callable whose parameters all belong to
     dense layers (`state.layers`), training gradients stay factored as
     $\sum_t Ds_t \bar a_t^\top$ and are never formed. Each chunk is sharded over
@@ -250,13 +254,32 @@ def pairwise_scores(
     if per_token:
         _check_tokens(state)
     check_tree_finite("params", params)
-    pq = _prepare_queries(state, params, x_query, y_query, query_rank)
+    n_query = x_query.shape[0]
+    xq, yq = _pad_queries(x_query, y_query)  # one compiled program per bucket
+    pq = _prepare_queries(state, params, xq, yq, query_rank)
     groups = tuple(layer_groups(params))
     fn = lambda xs, ys: _chunk_jit(state, params, pq, xs, ys, groups, per_token)
     scores = stream_concat(fn, x_train, y_train, chunk_size, progress, "influence")
     if per_token:  # (l, q, t, m) -> (l, q, m, t)
         scores = jnp.swapaxes(scores, -1, -2)
+    scores = scores[:, :n_query] if xq.shape[0] != n_query else scores
     return scores if per_layer else jnp.sum(scores, axis=0)
+
+
+def query_bucket(n_query: int) -> int:
+    """Padded query count: a multiple of max(8, 2^(bits - 3)), at most ~25% waste."""
+    step = max(8, 1 << max(0, n_query.bit_length() - 3))
+    return -(-n_query // step) * step
+
+
+def _pad_queries(x, y):
+    """Repeats the last query up to `query_bucket` rows (on the host: no compile)."""
+    q = x.shape[0]
+    qb = query_bucket(q)
+    if qb == q or not (is_concrete(x) and is_concrete(y)):
+        return x, y
+    idx = np.minimum(np.arange(qb), q - 1)
+    return jnp.asarray(np.asarray(x)[idx]), jnp.asarray(np.asarray(y)[idx])
 
 
 def _check_tokens(state):

@@ -212,3 +212,24 @@ def test_bad_inputs_raise(key):
         influence.pairwise_scores(state, params, x[:2].at[0].set(jnp.nan), y[:2], x, y)
     with pytest.raises(ValueError, match="x_train"):  # NaN training gradients
         influence.pairwise_scores(state, params, x[:2], y[:2], x.at[1].set(jnp.nan), y)
+
+
+def test_new_query_count_in_a_bucket_reuses_the_compiled_programs(key):
+    """3 and 5 queries share the padded bucket of 8: no new trace of the query
+    preparation or the chunk program (spec §5.8), and the padding is dropped."""
+    from jaxfeat.influence import _scores
+
+    params, x, y = mlp_problem(key, n=12)
+    state = influence.fit_curvature(
+        MLP, params, x, y, cfg=influence.IHVPConfig(strategy="ekfac")
+    )
+    s3 = influence.pairwise_scores(state, params, x[:3], y[:3], x, y)
+    sizes = (_scores._prepare_jit._cache_size(), _scores._chunk_jit._cache_size())
+    s5 = influence.pairwise_scores(state, params, x[:5], y[:5], x, y)
+    assert (_scores._prepare_jit._cache_size(), _scores._chunk_jit._cache_size()) == (
+        sizes
+    )
+    assert s3.shape == (3, 12) and s5.shape == (5, 12)
+    np.testing.assert_allclose(s5[:3], s3, rtol=1e-6, atol=1e-7)
+    buckets = [_scores.query_bucket(q) for q in (1, 5, 9, 200, 256, 1000)]
+    assert buckets == [8, 8, 16, 224, 256, 1024]
