@@ -16,11 +16,11 @@ by a small interpreter that
   that a VJP with respect to the perturbations gives $Ds$ (kfac-jax's
   `layer_tags_vjp` idea, spec `influence.md` §0.4).
 
-Nested `jit` calls are inlined; other higher-order primitives (`scan`, custom
-derivatives) are evaluated as they are, so a parameter used only inside them is
-reported as not covered. The per-position factors give the per-example gradient
-$DW = \sum_t Ds_t \bar a_t^\top$ in the `(o, i + 1)` matrix form of `dense_matrix`
-(bias column last).
+Nested `jit` and `checkpoint` (remat) calls are inlined; other higher-order
+primitives (`scan`, custom derivatives) are evaluated as they are, so a parameter
+used only inside them is reported as not covered. The per-position factors give the
+per-example gradient $DW = \sum_t Ds_t \bar a_t^\top$ in the `(o, i + 1)` matrix
+form of `dense_matrix` (bias column last).
 """
 
 from typing import NamedTuple
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 
-_INLINE = ("pjit", "jit", "closed_call", "core_call")
+_INLINE = ("pjit", "jit", "closed_call", "core_call", "checkpoint", "remat", "remat2")
 _SHAPE_OPS = ("reshape", "broadcast_in_dim", "squeeze", "expand_dims")
 
 
@@ -92,8 +92,11 @@ def _walk(jaxpr, consts, args, origins, ctx):
         ins = [read(v) for v in eqn.invars]
         ins_org = [org(v) for v in eqn.invars]
         if name in _INLINE:
-            inner = eqn.params["jaxpr"]
-            outs, outs_org = _walk(inner.jaxpr, inner.consts, ins, ins_org, ctx)
+            inner = eqn.params["jaxpr"]  # closed (jit) or open (checkpoint)
+            body, consts = (
+                (inner.jaxpr, inner.consts) if hasattr(inner, "consts") else (inner, [])
+            )
+            outs, outs_org = _walk(body, consts, ins, ins_org, ctx)
             for v, val, o in zip(eqn.outvars, outs, outs_org, strict=True):
                 env[v] = val
                 if o is not None:

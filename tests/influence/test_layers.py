@@ -217,3 +217,30 @@ def test_token_scores_need_one_sequence_length(key):
     assert [t.n_positions for t in state.layers] == [T, 1]
     with pytest.raises(ValueError, match="per_token"):
         influence.pairwise_scores(state, params, x, y[:, 0], x, y[:, 0], per_token=True)
+
+
+@pytest.mark.parametrize("wrap", [jax.jit, jax.checkpoint], ids=["jit", "remat"])
+def test_layers_inside_jit_and_remat_are_found(key, x64, wrap):
+    """Nested jit/remat bodies are inlined: same layers, exact gradient factors;
+    a weight used only inside `lax.scan` is named as not covered."""
+    params, x, _ = seq_problem(key, n=1)
+    wrapped = lambda p, xi: wrap(seq_apply)(p, xi)
+    layers = _taps.find_dense_layers(wrapped, params, x[0])
+    assert layers == _taps.find_dense_layers(seq_apply, params, x[0])
+    ct = jax.random.normal(key, (T, K))
+    _, vjp_fn, acts = _taps.tapped_vjp(wrapped, layers, params, x[0])
+    g = jax.tree_util.tree_leaves(
+        jax.grad(lambda p: jnp.sum(seq_apply(p, x[0]) * ct))(params)
+    )
+    for tap, act, ds in zip(layers, acts, vjp_fn(ct), strict=True):
+        a, d = _taps.layer_factors(tap, act, ds)
+        assert (
+            _rel(jnp.einsum("to,ti->oi", d, a), _taps.leaves_to_matrix(tap, g)) < 1e-12
+        )
+
+    def scanned(p, xi):
+        h, _ = jax.lax.scan(lambda c, _: (jnp.tanh(c @ p["u"]), None), xi, None, 2)
+        return h @ p["v"]
+
+    with pytest.raises(ValueError, match=r"\['u'\]"):
+        _taps.find_dense_layers(scanned, {"u": jnp.eye(D), "v": jnp.ones((D, K))}, x[0])
