@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import importlib
+import importlib.util
 import json
 import pkgutil
 import sys
@@ -68,6 +69,15 @@ def reproduce(args) -> int:
     if unknown:
         print(
             f"unknown experiment(s): {', '.join(unknown)}; see `jaxfeat list`",
+            file=sys.stderr,
+        )
+        return 2
+    missing = [m for m in ("sklearn", "scipy") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(
+            f"jaxfeat reproduce: the experiments need {', '.join(missing)} (bundled "
+            "data sets, rank statistics); install them with "
+            "`pip install -e \".[experiments]\"`",
             file=sys.stderr,
         )
         return 2
