@@ -77,7 +77,7 @@ def reproduce(args) -> int:
         print(
             f"jaxfeat reproduce: the experiments need {', '.join(missing)} (bundled "
             "data sets, rank statistics); install them with "
-            "`pip install -e \".[experiments]\"`",
+            '`pip install -e ".[experiments]"`',
             file=sys.stderr,
         )
         return 2
