@@ -87,8 +87,12 @@ def train_loss(params, x, y, w, l2):
     return jnp.sum(w * ce) / jnp.sum(w) + 0.5 * l2 * reg
 
 
-def train_one(key, w, x, y, *, steps: int, lr: float, l2: float):
-    """Full-batch Adam from a fresh initialisation; traceable, `vmap` over keys/w."""
+def train_with_state(key, w, x, y, *, steps: int, lr: float, l2: float):
+    """Full-batch Adam from a fresh initialisation: `(params, adam_state)`.
+
+    `adam_state` is the `optax.scale_by_adam` state (`mu`, `nu`), the warm-up
+    optimiser state LESS reads its features from.
+    """
     params = ntk.init_mlp(key, MLP, dtype=x.dtype)
     opt = optax.adam(lr)
 
@@ -98,8 +102,13 @@ def train_one(key, w, x, y, *, steps: int, lr: float, l2: float):
         u, s = opt.update(g, s, p)
         return (optax.apply_updates(p, u), s), None
 
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, steps)
-    return params
+    (params, state), _ = jax.lax.scan(step, (params, opt.init(params)), None, steps)
+    return params, state[0]
+
+
+def train_one(key, w, x, y, *, steps: int, lr: float, l2: float):
+    """Full-batch Adam from a fresh initialisation; traceable, `vmap` over keys/w."""
+    return train_with_state(key, w, x, y, steps=steps, lr=lr, l2=l2)[0]
 
 
 def make_trainer(steps: int, lr: float, l2: float, *, batched_data: bool = False):

@@ -24,7 +24,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from experiments._common import Claim, Outcome, new_figure, register_module
 from experiments.influence._shared import (
@@ -32,7 +31,7 @@ from experiments.influence._shared import (
     batched_query_losses,
     load_digits_split,
     make_trainer,
-    train_loss,
+    train_with_state,
 )
 from jaxfeat import influence, ntk
 
@@ -82,23 +81,6 @@ LABELS = {
 }
 
 
-def _warmup(key, x, y, w, cfg):
-    """Full-batch Adam on the weighted warm-up set; params and the Adam moments."""
-    params = ntk.init_mlp(key, MLP, dtype=x.dtype)
-    opt = optax.adam(cfg.lr)
-
-    def step(carry, _):
-        p, s = carry
-        g = jax.grad(train_loss)(p, x, y, w, cfg.l2)
-        u, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, u), s), None
-
-    (params, state), _ = jax.lax.scan(
-        step, (params, opt.init(params)), None, cfg.warm_steps
-    )
-    return params, state[0]  # ScaleByAdamState (mu, nu)
-
-
 def run(cfg: Config, key, progress: bool = True) -> Outcome:
     del progress
     n_test = 1797 - cfg.n_pool
@@ -119,7 +101,10 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         .at[jax.random.permutation(k_sub, cfg.n_pool)[:n_warm]]
         .set(1.0)
     )
-    params, adam = jax.jit(lambda k: _warmup(k, x, y, w_warm, cfg))(k_warm)
+    warm = lambda k: train_with_state(
+        k, w_warm, x, y, steps=cfg.warm_steps, lr=cfg.lr, l2=cfg.l2
+    )
+    params, adam = jax.jit(warm)(k_warm)
 
     # 2. features: projected gradients (pool: plain and Adam-preconditioned)
     lf = influence.example_loss_fn(MLP, "cross_entropy")

@@ -396,7 +396,7 @@ def _chunk_lambda(params, x, y, keys, valid, bases, model, layers, cfg):
 _STATIC = ("model", "layers", "cfg")
 _moments_jit = jax.jit(_chunk_moments, static_argnames=_STATIC)
 _lambda_jit = jax.jit(_chunk_lambda, static_argnames=_STATIC)
-_bases_jit = jax.jit(kron_bases, static_argnames=("n", "n_pos", "cfg"))
+_bases_jit = jax.jit(kron_bases, static_argnames=("n", "n_pos"))
 _finish_jit = jax.jit(finish_kronecker, static_argnames=("n", "cfg"))
 
 
@@ -418,7 +418,7 @@ def _fit_streamed(model, layers, params, x, y, key, cfg, chunk_size, progress):
         n_pos = (1,) * len(moments)
     else:
         n_pos = tuple(t.n_positions for t in layers)
-    bases = _bases_jit(moments, n=n, n_pos=n_pos, cfg=cfg)
+    bases = _bases_jit(moments, n=n, n_pos=n_pos)
     if cfg.strategy == "ekfac":
         lam_sums = stream_sum(
             lambda xc, yc, kc, vc: _lambda_jit(params, xc, yc, kc, vc, bases, **kw),
@@ -430,7 +430,7 @@ def _fit_streamed(model, layers, params, x, y, key, cfg, chunk_size, progress):
             "EK-FAC eigenvalues",
         )
     else:
-        lam_sums = tuple(f.lam for f in bases)
+        lam_sums = None  # K-FAC keeps the Kronecker eigenvalue products
     return _finish_jit(bases, lam_sums, n=n, cfg=cfg)
 
 

@@ -74,7 +74,7 @@ def kron_moments(per, w):
     )
 
 
-def kron_bases(moments, n, n_pos, cfg):
+def kron_bases(moments, n, n_pos):
     """Normalised `A`, `S`, their eigenpairs and (K-FAC) eigenvalue products."""
     out = []
     for (sa, ss), t in zip(moments, n_pos, strict=True):
@@ -105,10 +105,12 @@ def ekfac_lambda_sums(per, w, bases):
 
 
 def finish_kronecker(bases, lam_sums, n, cfg):
-    r"""Factors with $\Lambda$ (EK-FAC) and per-layer damping."""
+    r"""Factors with $\Lambda$ (EK-FAC; `lam_sums=None` keeps K-FAC's) and damping."""
+    if lam_sums is None:
+        lam_sums = (None,) * len(bases)
     factors, damping = [], []
     for f, ls in zip(bases, lam_sums, strict=True):
-        lam = ls / n if cfg.strategy == "ekfac" else f.lam
+        lam = f.lam if ls is None else ls / n
         factors.append(f._replace(lam=lam))
         damping.append(
             0.1 * jnp.mean(lam)
@@ -131,10 +133,8 @@ def fit_kronecker(params, x, y, keys, *, model, layers, cfg):
     """
     per, w = _pseudo_factors(params, x, y, keys, model=model, layers=layers, cfg=cfg)
     n = x.shape[0]
-    bases = kron_bases(kron_moments(per, w), n, [a.shape[1] for a, _ in per], cfg)
+    bases = kron_bases(kron_moments(per, w), n, [a.shape[1] for a, _ in per])
     lam_sums = ekfac_lambda_sums(per, w, bases) if cfg.strategy == "ekfac" else None
-    if lam_sums is None:
-        lam_sums = tuple(f.lam for f in bases)
     return finish_kronecker(bases, lam_sums, n, cfg)
 
 

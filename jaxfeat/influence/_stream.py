@@ -33,13 +33,9 @@ def stream_concat(fn, x, y, chunk_size, progress, desc):
 
     def step(carry, i):
         lo = i * chunk
-        xc, yc = x[lo : lo + chunk], y[lo : lo + chunk]
-        m = xc.shape[0]
-        pad = chunk - m
-        if pad:  # repeat the last example: valid inputs, dropped below
-            xc = jnp.concatenate([xc, jnp.repeat(xc[-1:], pad, axis=0)])
-            yc = jnp.concatenate([yc, jnp.repeat(yc[-1:], pad, axis=0)])
-        (xs, ys), _ = shard_batch((xc, yc), mesh)
+        m = min(chunk, x.shape[0] - lo)
+        pad = chunk - m  # padded rows repeat the last example; dropped below
+        (xs, ys), _ = shard_batch((_padded(x, lo, chunk), _padded(y, lo, chunk)), mesh)
         out = fn(xs, ys)  # example axis last
         out = out[..., :m] if pad else out
         check_finite("x_train", out)
