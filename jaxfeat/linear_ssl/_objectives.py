@@ -215,8 +215,9 @@ def population_gradients(
     W, V = params.W, params.V
     n = W.shape[0]
     active = jnp.ones((n,), bool) if depth is None else jnp.arange(n) < depth
-    below = [jnp.eye(V.shape[0], dtype=V.dtype)]  # W^{a-1} ... W^1 for layer a
-    for a in range(n):
+    eye = jnp.eye(V.shape[0], dtype=V.dtype)
+    below = [eye, jnp.where(active[0], W[0], eye)]  # W^{a-1} ... W^1 for layer a
+    for a in range(1, n):
         below.append(jnp.where(active[a], W[a] @ below[-1], below[-1]))
     Wb = below[-1]
     if objective == "jepa":
@@ -224,10 +225,27 @@ def population_gradients(
         G = V @ Wb @ cov.xx - jax.lax.stop_gradient(T) @ cov.yx
     else:
         G = V @ Wb @ cov.xx - cov.yx
-    grad_Wb = V.T @ G
-    above = jnp.eye(V.shape[0], dtype=V.dtype)  # W^L ... W^{a+1} for layer a
+    # Every product below takes both operands untransposed (see `_transposed`).
+    Wt, Vt, below_t = _transposed(W), _transposed(V), _transposed(jnp.stack(below))
+    grad_Wb = Vt @ G
+    above_t = None  # (W^L ... W^{a+1})^T for layer a; None is the identity
     grads = [None] * n
     for a in range(n - 1, -1, -1):
-        grads[a] = jnp.where(active[a], above.T @ grad_Wb @ below[a].T, 0.0)
-        above = jnp.where(active[a], above @ W[a], above)
-    return Params(W=jnp.stack(grads), V=G @ Wb.T)
+        g = grad_Wb if above_t is None else above_t @ grad_Wb
+        g = g if a == 0 else g @ below_t[a]
+        grads[a] = jnp.where(active[a], g, 0.0)
+        if a:
+            step = Wt[a] if above_t is None else Wt[a] @ above_t
+            above_t = jnp.where(active[a], step, eye if above_t is None else above_t)
+    return Params(W=jnp.stack(grads), V=G @ below_t[n])
+
+
+def _transposed(x: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
+    """Swaps the last two axes and materialises the result.
+
+    Left alone, XLA folds a transpose into the matrix product that consumes it; on
+    CPU a batched small product with a transposed operand then falls back from the
+    fast (YNNPACK) kernel to a loop about ten times slower, which dominated vmapped
+    gradient descent. The barrier keeps the transpose as its own (cheap) copy.
+    """
+    return jax.lax.optimization_barrier(jnp.swapaxes(x, -1, -2))
