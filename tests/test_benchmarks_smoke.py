@@ -59,6 +59,7 @@ def test_kan_benchmark_smoke(tmp_path):
             assert row["min_s"] <= row["median_s"] <= row["max_s"]
     for key in (
         "samples_per_s_jaxfeat",
+        "samples_per_s_jaxfeat_uniform",
         "train_fraction_of_matmul_peak",
         "crossval_s",
         "crossval_scoring_only_s",
@@ -66,6 +67,7 @@ def test_kan_benchmark_smoke(tmp_path):
         assert isinstance(summary[key], float) and summary[key] > 0
     assert {r["impl"] for r in data["rows"] if r["task"] == "train"} == {
         "jaxfeat",
+        "jaxfeat_uniform",
         "jaxkan",
         "pykan",
     }

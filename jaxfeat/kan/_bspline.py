@@ -32,6 +32,7 @@ from jax.custom_derivatives import SymbolicZero
 from jaxtyping import ArrayLike
 
 from jaxfeat._src import checks
+from jaxfeat.kan._cardinal import is_uniform, uniform_basis_lead
 
 
 def _safe_div(num, den):
@@ -155,18 +156,23 @@ def _basis_lead_jvp(order, primals, tangents):
 _basis_lead.defjvp(_basis_lead_jvp, symbolic_zeros=True)
 
 
-@functools.partial(jax.jit, static_argnames=("order",))
-def _basis(x, grid, order):
-    return jnp.moveaxis(_basis_lead(x, grid, order), 0, -1)
+@functools.partial(jax.jit, static_argnames=("order", "method"))
+def _basis(x, grid, order, method="de_boor"):
+    lead = uniform_basis_lead if method == "uniform" else _basis_lead
+    return jnp.moveaxis(lead(x, grid, order), 0, -1)
 
 
-def bspline_basis(x: ArrayLike, grid: ArrayLike, order: int) -> jax.Array:
+def bspline_basis(
+    x: ArrayLike, grid: ArrayLike, order: int, *, method: str = "de_boor"
+) -> jax.Array:
     """B-spline basis values of every feature at `x`.
 
     Args:
       x: `(..., d)` inputs, any leading axes.
       grid: `(d, M)` non-decreasing knots per feature (repeated knots allowed).
       order: spline order `K` (0 = piecewise constant, 3 = cubic); a Python int.
+      method: `"de_boor"` (the recursion, any grid) or `"uniform"` (closed-form
+        cardinal B-splines, `_cardinal`; every row of `grid` uniformly spaced).
 
     Returns:
       `(..., d, M - 1 - K)` values `B_{i,K}(x_p; grid_p)`: non-negative, summing to 1
@@ -174,11 +180,15 @@ def bspline_basis(x: ArrayLike, grid: ArrayLike, order: int) -> jax.Array:
       `grid` are finite everywhere.
 
     Raises:
-      ValueError: shapes that do not match, decreasing or non-finite knots, order < 0.
+      ValueError: shapes that do not match, decreasing or non-finite knots, order < 0,
+        an unknown `method`, or a concrete non-uniform grid with `method="uniform"`.
     """
     _check_grid(x, grid, order)
+    checks.check_choice("method", method, ("de_boor", "uniform"))
+    if method == "uniform" and checks.is_concrete(grid) and not is_uniform(grid):
+        raise ValueError("grid: method='uniform' needs uniformly spaced knots per row")
     x = jnp.asarray(x)
-    return _basis(x.astype(jnp.result_type(x, grid)), jnp.asarray(grid), order)
+    return _basis(x.astype(jnp.result_type(x, grid)), jnp.asarray(grid), order, method)
 
 
 def spline_values(

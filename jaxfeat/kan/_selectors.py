@@ -62,7 +62,9 @@ def first_layer_edges(params, x: ArrayLike, *, grids, cfg: KANConfig) -> jax.Arr
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def _edges(params, x, grids, cfg):
-    return jax.vmap(lambda xi: layer_edges(params[0], grids[0], xi, cfg.order))(x)
+    return jax.vmap(
+        lambda xi: layer_edges(params[0], grids[0], xi, cfg.order, cfg.basis)
+    )(x)
 
 
 def _magnitude(params, x, grids, cfg, variant, center, include_base, power):
@@ -204,7 +206,9 @@ def _ko_losses(params, x, y, grids, cfg, task):
     def head(h):  # (N, H) -> loss
         for layer, grid in zip(params[1:], grids[1:], strict=True):
             h = jax.vmap(
-                lambda hi, lay=layer, g=grid: _layer_apply(lay, g, hi, cfg.order)
+                lambda hi, lay=layer, g=grid: _layer_apply(
+                    lay, g, hi, cfg.order, cfg.basis
+                )
             )(h)
         return kan_loss(h, y, task)
 
@@ -272,7 +276,7 @@ def _attr(params, x, grids, cfg):
     node = jnp.eye(cfg.widths[-1], dtype=x.dtype)  # (C, H_L)
     for layer, grid, h in reversed(list(zip(params, grids, inputs, strict=True))):
         edges = jax.vmap(
-            lambda hi, lay=layer, g=grid: layer_edges(lay, g, hi, cfg.order)
+            lambda hi, lay=layer, g=grid: layer_edges(lay, g, hi, cfg.order, cfg.basis)
         )(h)  # (N, d_l, H_l)
         a = jnp.std(edges, axis=0, ddof=1)  # (d_l, H_l)
         s = jnp.std(jnp.sum(edges, axis=1), axis=0, ddof=1)  # (H_l,)

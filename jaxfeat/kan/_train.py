@@ -108,7 +108,7 @@ def _regularization(params, x, grids, cfg, l1, entropy):
     total = jnp.zeros((), x.dtype)
     for layer, grid, h in zip(params, grids, inputs, strict=True):
         edges = jax.vmap(
-            lambda hi, lay=layer, g=grid: layer_edges(lay, g, hi, cfg.order)
+            lambda hi, lay=layer, g=grid: layer_edges(lay, g, hi, cfg.order, cfg.basis)
         )(h)
         mag = jnp.mean(jnp.abs(edges), axis=0)  # (d, H)
         norm = jnp.sum(mag)

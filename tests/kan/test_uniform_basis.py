@@ -1,0 +1,104 @@
+"""Closed-form (cardinal) B-spline basis on uniform grids vs the Cox–de Boor path."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxfeat import kan
+from jaxfeat._src.testing import check_transforms
+
+
+def _grid(order):
+    # Two features with different origins and spacings; x reaches outside both grids.
+    g0 = kan.uniform_grid(1, 5, order, (-1.0, 1.0))
+    g1 = kan.uniform_grid(1, 4, order, (0.5, 3.7))
+    g1 = jnp.concatenate([g1, g1[:, -1:] + (g1[:, 1:2] - g1[:, :1])], axis=1)
+    return jnp.concatenate([g0, g1[:, : g0.shape[1]]])
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3, 4, 5])
+def test_uniform_basis_equals_de_boor(x64, order):
+    grid = _grid(order)
+    x = jax.random.uniform(jax.random.key(order), (500, 2), minval=-3.0, maxval=6.0)
+    fast = kan.bspline_basis(x, grid, order, method="uniform")
+    ref = kan.bspline_basis(x, grid, order)
+    # Same function, different arithmetic: float64 round-off (the folded truncated
+    # powers have terms no larger than ((K+1)/2)^K / K!, at most 2.6 here).
+    np.testing.assert_allclose(fast, ref, atol=1e-12)
+    if order:
+        d_fast = jax.grad(
+            lambda v: kan.bspline_basis(v, grid, order, method="uniform").sum()
+        )
+        d_ref = jax.grad(lambda v: kan.bspline_basis(v, grid, order).sum())
+        # Both differentiate the same piecewise polynomial: d/dx sum_j B_j = 0 inside
+        # the base interval, and their slopes agree everywhere to round-off.
+        np.testing.assert_allclose(d_fast(x), d_ref(x), atol=1e-10)
+
+
+def test_uniform_basis_float32_and_transforms():
+    grid = kan.uniform_grid(3, 5, 3)
+    x = jax.random.normal(jax.random.key(0), (64, 3))
+    fast = kan.bspline_basis(x, grid, 3, method="uniform")
+    ref = kan.bspline_basis(x, grid, 3)
+    # float32: a few ulps of values of size <= 2/3.
+    np.testing.assert_allclose(fast, ref, atol=3e-6)
+    check_transforms(
+        kan.bspline_basis,
+        (x[0], grid),
+        (x[:4], grid),
+        in_axes=(0, None),
+        static_kwargs={"order": 3, "method": "uniform"},
+    )
+
+
+def test_uniform_kan_trains_like_de_boor():
+    cfg = kan.KANConfig(widths=(4, 6, 2), grid_size=4, order=3)
+    fast_cfg = dataclasses.replace(cfg, basis="uniform")
+    params = kan.init_kan(jax.random.key(0), cfg)
+    grids = kan.kan_grids(cfg)
+    x = jax.random.normal(jax.random.key(1), (96, 4)) * 0.7
+    y = (x[:, 0] * x[:, 1] > 0).astype(jnp.int32)
+    out = jax.vmap(lambda xi: kan.kan_apply(params, xi, grids=grids, cfg=cfg))(x)
+    fast = jax.vmap(lambda xi: kan.kan_apply(params, xi, grids=grids, cfg=fast_cfg))(x)
+    np.testing.assert_allclose(fast, out, atol=1e-5)  # float32 sums of ~30 terms
+    tc = kan.KANTrainConfig(epochs=20, batch_size=32, learning_rate=1e-2)
+    p1, l1 = kan.train_kan(
+        jax.random.key(2), params, x, y, grids=grids, cfg=cfg, train_cfg=tc
+    )
+    p2, l2 = kan.train_kan(
+        jax.random.key(2), params, x, y, grids=grids, cfg=fast_cfg, train_cfg=tc
+    )
+    # Same data order, same gradients up to float32 round-off, amplified a little
+    # over 60 Adam steps.
+    np.testing.assert_allclose(l2, l1, rtol=1e-3)
+    assert float(l2[-1]) < 0.8 * float(l2[0])
+
+
+def test_uniform_basis_rejects_non_uniform_grids():
+    cfg = kan.KANConfig(widths=(3, 2), grid_size=4, order=3, basis="uniform")
+    params = kan.init_kan(jax.random.key(0), cfg)
+    grids = kan.kan_grids(cfg)
+    x = jax.random.normal(jax.random.key(1), (40, 3))
+    bent = (grids[0].at[:, 5].add(0.05),)
+    with pytest.raises(ValueError, match="grids"):
+        kan.kan_apply(params, x[0], grids=bent, cfg=cfg)
+    with pytest.raises(ValueError, match="grid"):
+        kan.bspline_basis(x, bent[0], 3, method="uniform")
+    with pytest.raises(ValueError, match="method"):
+        kan.bspline_basis(x, grids[0], 3, method="spline")
+    with pytest.raises(ValueError, match="basis"):
+        kan.KANConfig(widths=(3, 2), basis="cardinal")
+    with pytest.raises(ValueError, match="grid_eps"):
+        kan.update_kan_grids(params, x, grids=grids, cfg=cfg)
+    # grid_eps=1 keeps each row uniform (own origin and step): allowed, and the
+    # updated network still evaluates on the fast path.
+    p2, g2, c2 = kan.update_kan_grids(params, x, grids=grids, cfg=cfg, grid_eps=1.0)
+    slow = dataclasses.replace(c2, basis="de_boor")
+    np.testing.assert_allclose(
+        kan.kan_apply(p2, x[0], grids=g2, cfg=c2),
+        kan.kan_apply(p2, x[0], grids=g2, cfg=slow),
+        atol=1e-5,
+    )
