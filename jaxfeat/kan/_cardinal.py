@@ -22,14 +22,49 @@ References:
   Schoenberg 1946 (truncated-power form).
 """
 
+import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 
+def _values_and_slopes(x, grid, order, slopes):
+    # -> basis values (nb, ..., d) and, if `slopes`, their derivatives in x.
+    n_basis = grid.shape[1] - order - 1
+    row = (1,) * (x.ndim - 1) + (grid.shape[0],)  # broadcast against x (..., d)
+    t0 = grid[:, 0].reshape(row)
+    h = (grid[:, 1] - grid[:, 0]).reshape(row)
+    u = (x - t0) / h  # (..., d)
+    j = jnp.arange(n_basis, dtype=u.dtype).reshape((n_basis,) + (1,) * u.ndim)
+    s = u[None] - j
+    if order == 0:
+        values = ((s >= 0) & (s < 1)).astype(u.dtype)
+        return values, jnp.zeros_like(values) if slopes else None
+    c = (order + 1) / 2
+    folded = c - jnp.abs(s - c)  # N_K(s) = N_K(folded); negative outside the support
+    values = jnp.zeros_like(folded)
+    lower = jnp.zeros_like(folded)  # sum of the (K-1)-th powers, for the slope
+    for r in range(math.ceil(c)):
+        z = jnp.maximum(folded - r, 0)
+        zk = (z > 0).astype(z.dtype) if order == 1 else z ** (order - 1)
+        w = (-1) ** r * math.comb(order + 1, r) / math.factorial(order)
+        values = values + w * (zk * z)
+        lower = lower + w * zk
+    if not slopes:
+        return values, None
+    # d folded / ds = sign(c - s); ds/dx = 1/h
+    return values, order * lower * jnp.sign(c - s) / h[None]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def uniform_basis_lead(x, grid, order):
     """Basis values with the basis axis first, `(M - 1 - K, ..., d)`, for uniform rows.
+
+    Differentiable in `x` by the closed-form slope (computed in the same pass as the
+    values); grid tangents (the grid is not trained) fall back to plain autodiff.
 
     Args:
       x: `(..., d)` inputs.
@@ -39,24 +74,24 @@ def uniform_basis_lead(x, grid, order):
     Returns:
       `B_{j,K}(x_p)` for `j < M - 1 - K`, the layout of `_bspline._basis_lead`.
     """
-    n_basis = grid.shape[1] - order - 1
-    row = (1,) * (x.ndim - 1) + (grid.shape[0],)  # broadcast against x (..., d)
-    t0 = grid[:, 0].reshape(row)
-    h = (grid[:, 1] - grid[:, 0]).reshape(row)
-    u = (x - t0) / h  # (..., d)
-    j = jnp.arange(n_basis, dtype=u.dtype).reshape((n_basis,) + (1,) * u.ndim)
-    s = u[None] - j
-    if order == 0:
-        return ((s >= 0) & (s < 1)).astype(u.dtype)
-    c = (order + 1) / 2
-    folded = c - jnp.abs(s - c)  # N_K(s) = N_K(folded); negative outside the support
-    out = jnp.zeros_like(folded)
-    for r in range(math.ceil(c)):
-        out = (
-            out
-            + (-1) ** r * math.comb(order + 1, r) * jnp.maximum(folded - r, 0) ** order
-        )
-    return out * (1.0 / math.factorial(order))
+    return _values_and_slopes(x, grid, order, False)[0]
+
+
+def _uniform_basis_jvp(order, primals, tangents):
+    x, grid = primals
+    dx, dgrid = tangents
+    if not isinstance(dgrid, SymbolicZero):
+        dx = jnp.zeros_like(x) if isinstance(dx, SymbolicZero) else dx
+        plain = lambda a, g: _values_and_slopes(a, g, order, False)[0]
+        return jax.jvp(plain, (x, grid), (dx, dgrid))
+    if isinstance(dx, SymbolicZero):
+        values = uniform_basis_lead(x, grid, order)
+        return values, jnp.zeros_like(values)
+    values, slopes = _values_and_slopes(x, grid, order, True)
+    return values, slopes * dx[None]
+
+
+uniform_basis_lead.defjvp(_uniform_basis_jvp, symbolic_zeros=True)
 
 
 def is_uniform(grid, *, rtol: float = 1e-5) -> bool:
