@@ -36,8 +36,8 @@ def _values_and_slopes(x, grid, order, slopes):
     n_basis = grid.shape[1] - order - 1
     row = (1,) * (x.ndim - 1) + (grid.shape[0],)  # broadcast against x (..., d)
     t0 = grid[:, 0].reshape(row)
-    inv_h = (1.0 / (grid[:, 1] - grid[:, 0])).reshape(row)  # per grid, not per sample
-    u = (x - t0) * inv_h  # (..., d)
+    h = (grid[:, 1] - grid[:, 0]).reshape(row)
+    u = (x - t0) / h  # (..., d)
     j = jnp.arange(n_basis, dtype=u.dtype).reshape((n_basis,) + (1,) * u.ndim)
     s = u[None] - j
     if order == 0:
@@ -56,7 +56,7 @@ def _values_and_slopes(x, grid, order, slopes):
     if not slopes:
         return values, None
     # d folded / ds = sign(c - s); ds/dx = 1/h
-    return values, lower * jnp.sign(c - s) * (order * inv_h[None])
+    return values, order * lower * jnp.sign(c - s) / h[None]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))

@@ -160,9 +160,6 @@ def train_kan(
         it still occupies a minibatch slot, so heavy padding shrinks the effective
         batch). Used to train cross-validation folds of unequal size in one `vmap`.
 
-    Each epoch runs `N // batch_size` full minibatches and, when `N` is not a
-    multiple, one last minibatch of the remaining rows (the last partial batch kept).
-
     Returns:
       `(params, epoch_losses)` with `epoch_losses` `(epochs,)`: the mean training
       loss of each epoch's minibatches (without the regulariser).
@@ -177,7 +174,8 @@ def train_kan(
 def _train(key, params, x, y, grids, weights, cfg, tcfg):
     n = x.shape[0]
     bs = min(tcfg.batch_size, n)
-    n_full, rest = divmod(n, bs)
+    n_batches = -(-n // bs)
+    pad = n_batches * bs - n
     w = jnp.ones((n,), x.dtype) if weights is None else weights.astype(x.dtype)
     opt = optax.adam(tcfg.learning_rate)
     apply = jax.vmap(lambda p, xi: kan_apply(p, xi, grids=grids, cfg=cfg), (None, 0))
@@ -193,16 +191,17 @@ def _train(key, params, x, y, grids, weights, cfg, tcfg):
 
     def step(carry, idx):
         p, s = carry
-        g, loss = grad_fn(p, x[idx], y[idx], w[idx])
+        wb = jnp.where(idx < n, w[jnp.minimum(idx, n - 1)], 0.0)
+        sel = jnp.minimum(idx, n - 1)
+        g, loss = grad_fn(p, x[sel], y[sel], wb)
         upd, s = opt.update(g, s, p)
         return (optax.apply_updates(p, upd), s), loss
 
     def epoch(carry, k):
         perm = jax.random.permutation(k, n)
-        carry, losses = jax.lax.scan(step, carry, perm[: n_full * bs].reshape(-1, bs))
-        if rest:  # the last, smaller minibatch: its own (static) shape, no padding
-            carry, last = step(carry, perm[n_full * bs :])
-            losses = jnp.concatenate([losses, last[None]])
+        # padded slots carry index n (weight 0)
+        idx = jnp.concatenate([perm, jnp.full((pad,), n, perm.dtype)])
+        carry, losses = jax.lax.scan(step, carry, idx.reshape(n_batches, bs))
         return carry, jnp.mean(losses)
 
     keys = jax.random.split(key, tcfg.epochs)
