@@ -2,7 +2,7 @@ r"""B-spline Kolmogorov–Arnold networks and spline-based feature selectors.
 
 | name | what it is |
 |---|---|
-| `uniform_grid`, `bspline_basis`, `spline_values`, `fit_coefficients`, `grid_from_samples` | B-spline bases on any knot vector (Cox–de Boor, gradient-safe), least-squares fits, data-adapted grids |
+| `uniform_grid`, `bspline_basis`, `spline_values`, `fit_coefficients`, `grid_from_samples` | B-spline bases on any knot vector (Cox–de Boor, gradient-safe; `method="uniform"`: closed form on uniform grids), least-squares fits, data-adapted grids |
 | `KANConfig`, `KANLayer`, `init_kan`, `kan_grids`, `kan_apply`, `layer_edges`, `kan_layer_inputs`, `update_kan_grids` | the network: pure init/apply, per-edge outputs, grid update and extension |
 | `kan_module`, `to_pure` | flax NNX wrapper (grids kept out of `nnx.Param`; flax imported on use) |
 | `KANTrainConfig`, `kan_loss`, `kan_regularization`, `train_kan` | optax training (minibatch Adam, sample-based L1 + entropy), vmappable over folds and seeds |

@@ -489,3 +489,26 @@ def test_kan_11(key):
     moved[te[0]] += 0.5
     assert np.max(np.abs(averaged(moved, select) - averaged(x, select))) > 1e-4
     np.testing.assert_array_equal(averaged(moved, inner), averaged(x, inner))
+
+
+def test_kan_12(x64):
+    # The folded truncated-power form against the textbook cubic B-spline, written
+    # independently: N_3 = (4 - 6r^2 + 3r^3)/6 for r = |s - 2| < 1, (2 - r)^3/6 for
+    # 1 <= r < 2, 0 beyond.
+    grid = kan.uniform_grid(1, 6, 3, (-1.5, 2.0))  # t_0 = -2.375, h = 0.583...
+    x = np.linspace(-3.0, 3.0, 601)[:, None]
+    got = np.asarray(kan.bspline_basis(x, grid, 3, method="uniform"))[:, 0]
+    t0, h = float(grid[0, 0]), float(grid[0, 1] - grid[0, 0])
+    s = (x - t0) / h - np.arange(got.shape[-1])
+    r = np.abs(s - 2.0)
+    want = np.where(
+        r < 1, (4 - 6 * r**2 + 3 * r**3) / 6, np.clip(2 - r, 0, None) ** 3 / 6
+    )
+    np.testing.assert_allclose(got, want, atol=1e-13)
+    # ...and equal to the Cox-de Boor recursion for every order up to 6.
+    for order in range(7):
+        g = kan.uniform_grid(1, 5, order, (0.0, 1.0))
+        xs = np.linspace(-0.5, 1.5, 257)[:, None]
+        fast = kan.bspline_basis(xs, g, order, method="uniform")
+        ref = kan.bspline_basis(xs, g, order)
+        np.testing.assert_allclose(fast, ref, atol=1e-11)
