@@ -234,8 +234,30 @@ def _edges(layer, grid, x, order, basis="de_boor"):
 
 def _layer_apply(layer, grid, x, order, basis="de_boor"):
     values = _basis_values(x, grid, order, basis)  # (nb, d)
+    return _layer_from_values(layer, values, jax.nn.silu(x))
+
+
+def _layer_from_values(layer, values, silu_x):
+    # one layer given its input's basis values (nb, d) and SiLU (d,)
     coef = layer.spline_weight * layer.spline_scaler[..., None]
-    return layer.base_weight @ jax.nn.silu(x) + jnp.einsum("qpk,kp->q", coef, values)
+    return layer.base_weight @ silu_x + jnp.einsum("qpk,kp->q", coef, values)
+
+
+def _first_layer_features(x, grid, cfg):
+    """Basis values `(nb, d)` and SiLU `(d,)` of one input.
+
+    All the first layer needs from `x`, independent of the parameters (so training
+    loops compute them once).
+    """
+    return _basis_values(x, grid, cfg.order, cfg.basis), jax.nn.silu(x)
+
+
+def _apply_from_features(params, values, silu_x, grids, cfg):
+    """`_apply` for one example whose first-layer features are precomputed."""
+    h = _layer_from_values(params[0], values, silu_x)
+    for layer, grid in zip(params[1:], grids[1:], strict=True):
+        h = _layer_apply(layer, grid, h, cfg.order, cfg.basis)
+    return h
 
 
 def kan_apply(

@@ -24,7 +24,14 @@ import optax
 from jaxtyping import ArrayLike
 
 from jaxfeat._src import checks
-from jaxfeat.kan._model import KANConfig, kan_apply, kan_layer_inputs, layer_edges
+from jaxfeat.kan._model import (
+    KANConfig,
+    _apply_from_features,
+    _check_net,
+    _first_layer_features,
+    kan_layer_inputs,
+    layer_edges,
+)
 
 _TASKS = ("classification", "regression")
 
@@ -165,9 +172,15 @@ def train_kan(
       loss of each epoch's minibatches (without the regulariser).
     """
     _check_data(x, y, weights, cfg, train_cfg)
+    _check_net(params, grids, cfg, np.empty(np.shape(x)[1:]))
     return _train(
         key, params, jnp.asarray(x), jnp.asarray(y), grids, weights, cfg, train_cfg
     )
+
+
+# Largest first-layer feature table (N * d * (G + K + 1) floats) precomputed before the
+# training loop; beyond it the features are recomputed every step to bound memory.
+_HOIST_ELEMENTS = 1 << 25
 
 
 @jax.jit(static_argnames=("cfg", "tcfg"))
@@ -178,10 +191,20 @@ def _train(key, params, x, y, grids, weights, cfg, tcfg):
     pad = n_batches * bs - n
     w = jnp.ones((n,), x.dtype) if weights is None else weights.astype(x.dtype)
     opt = optax.adam(tcfg.learning_rate)
-    apply = jax.vmap(lambda p, xi: kan_apply(p, xi, grids=grids, cfg=cfg), (None, 0))
+    features = jax.vmap(lambda xi: _first_layer_features(xi, grids[0], cfg))
+    # The first layer's basis depends on the data only: computed once, not per step.
+    hoist = n * x.shape[1] * (cfg.n_basis + 1) <= _HOIST_ELEMENTS
+    table = features(x) if hoist else None
+    apply = jax.vmap(
+        lambda p, v, s: _apply_from_features(p, v, s, grids, cfg), (None, 0, 0)
+    )
 
-    def loss_fn(p, xb, yb, wb):
-        loss = kan_loss(apply(p, xb), yb, tcfg.task, wb)
+    def loss_fn(p, sel, wb):
+        xb = x[sel]
+        values, silu_x = (
+            jax.tree_util.tree_map(lambda a: a[sel], table) if hoist else features(xb)
+        )
+        loss = kan_loss(apply(p, values, silu_x), y[sel], tcfg.task, wb)
         if tcfg.reg_lambda:
             reg = _regularization(p, xb, grids, cfg, tcfg.reg_l1, tcfg.reg_entropy)
             return loss + tcfg.reg_lambda * reg, loss
@@ -193,7 +216,7 @@ def _train(key, params, x, y, grids, weights, cfg, tcfg):
         p, s = carry
         wb = jnp.where(idx < n, w[jnp.minimum(idx, n - 1)], 0.0)
         sel = jnp.minimum(idx, n - 1)
-        g, loss = grad_fn(p, x[sel], y[sel], wb)
+        g, loss = grad_fn(p, sel, wb)
         upd, s = opt.update(g, s, p)
         return (optax.apply_updates(p, upd), s), loss
 

@@ -193,3 +193,36 @@ def test_regularizer_matches_definition(x64):
 def test_bad_inputs_raise(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+@pytest.mark.parametrize("reg", [0.0, 1e-2])
+def test_hoisted_first_layer_equals_per_step_features(monkeypatch, reg):
+    # train_kan computes the first layer's basis once for the whole data set when the
+    # table is small; above the limit it recomputes it every step. Same arithmetic on
+    # the same rows, so the runs must agree to float32 round-off.
+    import jaxfeat.kan._train as train_mod
+
+    x = jax.random.normal(jax.random.key(0), (50, 3))
+    y = x[:, 0] - x[:, 1] * x[:, 2]
+    cfg = dataclasses.replace(CFG, widths=(3, 4, 1))
+    params, grids = _net(cfg)
+    tc = kan.KANTrainConfig(
+        task="regression", epochs=15, batch_size=16, learning_rate=1e-2, reg_lambda=reg
+    )
+    runs = []
+    for limit in (1 << 25, 0):
+        monkeypatch.setattr(train_mod, "_HOIST_ELEMENTS", limit)
+        train_mod._train.clear_cache()
+        runs.append(
+            kan.train_kan(
+                jax.random.key(1), params, x, y, grids=grids, cfg=cfg, train_cfg=tc
+            )
+        )
+    train_mod._train.clear_cache()
+    (p1, l1), (p2, l2) = runs
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(p1), jax.tree_util.tree_leaves(p2), strict=True
+    ):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert float(l1[-1]) < 0.7 * float(l1[0])
