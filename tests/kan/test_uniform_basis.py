@@ -12,11 +12,14 @@ from jaxfeat._src.testing import check_transforms
 
 
 def _grid(order):
-    # Two features with different origins and spacings; x reaches outside both grids.
-    g0 = kan.uniform_grid(1, 5, order, (-1.0, 1.0))
-    g1 = kan.uniform_grid(1, 4, order, (0.5, 3.7))
-    g1 = jnp.concatenate([g1, g1[:, -1:] + (g1[:, 1:2] - g1[:, :1])], axis=1)
-    return jnp.concatenate([g0, g1[:, : g0.shape[1]]])
+    # Two features with different origins and spacings (0.4 and 0.64); the inputs
+    # below reach outside both grids.
+    return jnp.concatenate(
+        [
+            kan.uniform_grid(1, 5, order, (-1.0, 1.0)),
+            kan.uniform_grid(1, 5, order, (0.5, 3.7)),
+        ]
+    )
 
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3, 4, 5])
