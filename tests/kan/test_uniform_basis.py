@@ -32,13 +32,24 @@ def test_uniform_basis_equals_de_boor(x64, order):
     # powers have terms no larger than ((K+1)/2)^K / K!, at most 2.6 here).
     np.testing.assert_allclose(fast, ref, atol=1e-12)
     if order:
+        # Random cotangents weight every basis value separately, so each slope is
+        # checked (the plain sum has slope 0 inside the base interval).
+        w = jax.random.normal(jax.random.key(10 + order), ref.shape, ref.dtype)
         d_fast = jax.grad(
-            lambda v: kan.bspline_basis(v, grid, order, method="uniform").sum()
+            lambda v: (w * kan.bspline_basis(v, grid, order, method="uniform")).sum()
         )
-        d_ref = jax.grad(lambda v: kan.bspline_basis(v, grid, order).sum())
-        # Both differentiate the same piecewise polynomial: d/dx sum_j B_j = 0 inside
-        # the base interval, and their slopes agree everywhere to round-off.
+        d_ref = jax.grad(lambda v: (w * kan.bspline_basis(v, grid, order)).sum())
+        # Both differentiate the same piecewise polynomial: slopes agree to round-off.
         np.testing.assert_allclose(d_fast(x), d_ref(x), atol=1e-10)
+        # Forward mode (the custom JVP itself) and, for cubics, its derivative.
+        one = lambda f: lambda v: f(v[None])[0]
+        fast1 = one(lambda v: kan.bspline_basis(v, grid, order, method="uniform"))
+        ref1 = one(lambda v: kan.bspline_basis(v, grid, order))
+        jac = lambda f: jax.vmap(jax.jacfwd(f))(x[:20])
+        np.testing.assert_allclose(jac(fast1), jac(ref1), atol=1e-10)
+        if order == 3:
+            hess = lambda f: jax.vmap(jax.jacfwd(jax.jacrev(f)))(x[:20])
+            np.testing.assert_allclose(hess(fast1), hess(ref1), atol=1e-9)
 
 
 def test_uniform_basis_float32_and_transforms():
