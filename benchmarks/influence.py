@@ -11,13 +11,19 @@ Fisher (true labels, so both are deterministic), per-layer heuristic damping
 * `speedup_vs_kronfluence` = kronfluence end-to-end time / jaxfeat end-to-end time
   (steady state: compiled programs reused, as when scoring many query sets), and
   `speedup_incl_compile_vs_kronfluence` against jaxfeat's first call;
-* the per-query Pearson correlation between the two libraries' score rows.
-
-kronfluence (and torch, the CPU wheel) are imported only here; `--smoke` skips them.
+* the per-query Pearson correlation between the two libraries' score rows;
+* jaxfeat's first call again in a fresh process with LLVM at -O0
+  (`XLA_FLAGS=--xla_backend_optimization_level=0`, a user's choice, never set by the
+  library), to show how much of the first call is machine-code generation (the rest
+  is tracing, lowering and XLA's own passes).
 """
 
 import argparse
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -138,6 +144,22 @@ def _kronfluence_run(params, xtr, ytr, xq, yq, workdir):
     return scores, t1 - t0, t2 - t1
 
 
+def _first_call_o0(n_train, n_query):
+    # A fresh interpreter: XLA reads XLA_FLAGS once, when the backend starts.
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
+    cmd = [sys.executable, "-m", "benchmarks.influence", "--first-call-only"]
+    cmd += ["--n-train", str(n_train), "--n-query", str(n_query)]
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        cmd, env=env, cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("FIRST_CALL "))
+    return json.loads(line.removeprefix("FIRST_CALL "))
+
+
 def _pearson_rows(a, b):
     a = a - a.mean(1, keepdims=True)
     b = b - b.mean(1, keepdims=True)
@@ -151,6 +173,11 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=1000)
     ap.add_argument("--n-query", type=int, default=200)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument(
+        "--first-call-only",
+        action="store_true",
+        help="time jaxfeat's first and a second call, print them as JSON, exit",
+    )
     args = ap.parse_args(argv)
     n_train, n_query, repeats = args.n_train, args.n_query, args.repeats
     if args.smoke:
@@ -165,6 +192,12 @@ def main(argv=None):
     t0 = time.perf_counter()
     _jaxfeat_run(cfg, params, xtr, ytr, xq, yq)
     first_call = time.perf_counter() - t0
+    if args.first_call_only:
+        steady = min(sum(_jaxfeat_run(cfg, params, xtr, ytr, xq, yq)[1:]) for _ in "ab")
+        print(
+            "FIRST_CALL " + json.dumps({"first_call_s": first_call, "total_s": steady})
+        )
+        return None
     jf = {"fit": [], "score": [], "total": []}
     kf = {"fit": [], "score": [], "total": []}
     kscores = None
@@ -201,6 +234,13 @@ def main(argv=None):
             **stats([first_call]),
         }
     )
+    o0 = None if args.smoke else _first_call_o0(n_train, n_query)
+    if o0 is not None:
+        for stage, key in (
+            ("first_call_llvm_O0", "first_call_s"),
+            ("total_llvm_O0", "total_s"),
+        ):
+            rows.append({"library": "jaxfeat", "stage": stage, **stats([o0[key]])})
     summary = {
         "n_train": n_train,
         "n_query": n_query,
@@ -217,6 +257,7 @@ def main(argv=None):
             speedup_incl_compile_vs_kronfluence=float(
                 np.median(kf["total"]) / first_call
             ),
+            kronfluence_first_call_s=float(kf["total"][0]),
             speedup_fit_vs_kronfluence=float(
                 np.median(kf["fit"]) / np.median(jf["fit"])
             ),
@@ -226,6 +267,13 @@ def main(argv=None):
             pearson_vs_kronfluence_min=float(r.min()),
             pearson_vs_kronfluence_mean=float(r.mean()),
         )
+    if o0 is not None:
+        summary["jaxfeat_first_call_llvm_O0_s"] = o0["first_call_s"]
+        summary["jaxfeat_total_llvm_O0_s"] = o0["total_s"]
+        if kscores is not None:
+            summary["speedup_incl_compile_llvm_O0_vs_kronfluence"] = float(
+                np.median(kf["total"]) / o0["first_call_s"]
+            )
     print(f"{'library':<12} {'stage':<24} {'median s':>10} {'min':>10} {'max':>10}")
     for row in rows:
         print(
