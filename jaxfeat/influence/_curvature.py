@@ -19,6 +19,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
 from jaxfeat._src.checks import check_finite, check_int_at_least
+from jaxfeat._src.compile_options import RunOnceJit
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.influence._config import KRONECKER, MATRIX_FREE, IHVPConfig
 from jaxfeat.influence._grads import (
@@ -259,7 +260,7 @@ def _fit(model, params, x, y, key, cfg: IHVPConfig, layers=()):
     return op, lam
 
 
-_fit_jit = jax.jit(_fit, static_argnames=("model", "cfg", "layers"))
+_fit_jit = RunOnceJit(_fit, static_argnames=("model", "cfg", "layers"))
 
 
 def check_tree_finite(name: str, tree) -> None:
@@ -396,8 +397,8 @@ def _chunk_lambda(params, x, y, keys, valid, bases, model, layers, cfg):
 _STATIC = ("model", "layers", "cfg")
 _moments_jit = jax.jit(_chunk_moments, static_argnames=_STATIC)
 _lambda_jit = jax.jit(_chunk_lambda, static_argnames=_STATIC)
-_bases_jit = jax.jit(kron_bases, static_argnames=("n", "n_pos"))
-_finish_jit = jax.jit(finish_kronecker, static_argnames=("n", "cfg"))
+_bases_jit = RunOnceJit(kron_bases, static_argnames=("n", "n_pos"))
+_finish_jit = RunOnceJit(finish_kronecker, static_argnames=("n", "cfg"))
 
 
 def _fit_streamed(model, layers, params, x, y, key, cfg, chunk_size, progress):

@@ -16,6 +16,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
 from jaxfeat._src.checks import check_int_at_least, is_concrete
+from jaxfeat._src.compile_options import RunOnceJit
 from jaxfeat.influence._curvature import (
     CurvatureState,
     check_data,
@@ -141,7 +142,7 @@ def _prepare_core(state, params, x_query, y_query, query_rank):
     return tuple(_low_rank(m, query_rank) for m in mats)
 
 
-_prepare_jit = jax.jit(_prepare_core, static_argnames="query_rank")
+_prepare_jit = RunOnceJit(_prepare_core, static_argnames="query_rank")
 
 
 def _prepare_queries(state, params, x_query, y_query, query_rank):
