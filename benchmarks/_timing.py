@@ -2,6 +2,7 @@
 
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +48,19 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     jax.block_until_ready(f(a, b))  # compile
     best = min(time_call(lambda: f(a, b)) for _ in range(repeats))
     return 2 * n**3 / best
+
+
+def out_path(out: str | None, name: str, smoke: bool) -> Path:
+    """Where a benchmark writes: `--out`, else the committed `results/<name>.json`.
+
+    A `--smoke` run without `--out` goes to the temporary directory instead, so a
+    quick check never overwrites the committed results of a full run.
+    """
+    if out is not None:
+        return Path(out)
+    if smoke:
+        return Path(tempfile.gettempdir()) / "jaxfeat-bench-smoke" / f"{name}.json"
+    return Path(__file__).parent / "results" / f"{name}.json"
 
 
 def write_json(path, name: str, rows: list, summary: dict, extra: dict | None = None):

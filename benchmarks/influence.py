@@ -33,10 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks._timing import stats, write_json
+from benchmarks._timing import out_path, stats, write_json
 from jaxfeat import influence, ntk
-
-OUT = Path(__file__).parent / "results" / "influence.json"
 
 
 def _data(n_train, n_query):
@@ -172,13 +170,18 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--n-train", type=int, default=1000)
     ap.add_argument("--n-query", type=int, default=200)
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default benchmarks/results/NAME.json; --smoke: a temp dir)",
+    )
     ap.add_argument(
         "--first-call-only",
         action="store_true",
         help="time jaxfeat's first and a second call, print them as JSON, exit",
     )
     args = ap.parse_args(argv)
+    args.out = str(out_path(args.out, "influence", args.smoke))
     n_train, n_query, repeats = args.n_train, args.n_query, args.repeats
     if args.smoke:
         n_train, n_query, repeats = 120, 10, 2

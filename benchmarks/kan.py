@@ -50,7 +50,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._timing import interleave, matmul_peak, print_table, stats, write_json
+from benchmarks._timing import (
+    interleave,
+    matmul_peak,
+    out_path,
+    print_table,
+    stats,
+    write_json,
+)
 from jaxfeat import kan
 
 SIZES = {
@@ -391,8 +398,13 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/results/kan.json")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default benchmarks/results/NAME.json; --smoke: a temp dir)",
+    )
     args = parser.parse_args(argv)
+    args.out = str(out_path(args.out, "kan", args.smoke))
     size = SIZES["smoke" if args.smoke else "default"]
     reference = not (args.smoke or args.no_reference)
     print(f"devices: {jax.devices()}; cpu cores: {os.cpu_count()}")

@@ -29,6 +29,7 @@ import numpy as np
 from benchmarks._timing import (
     interleave,
     matmul_peak,
+    out_path,
     print_table,
     stats,
     write_json,
@@ -325,8 +326,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/results/linear_ssl.json")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default benchmarks/results/NAME.json; --smoke: a temp dir)",
+    )
     args = parser.parse_args(argv)
+    args.out = str(out_path(args.out, "linear_ssl", args.smoke))
     size = SIZES["smoke" if args.smoke else "default"]
     print(f"devices: {jax.devices()}")
     # True float32 products on every backend (no TF32 on GPUs), matching NumPy.

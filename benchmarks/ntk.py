@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._timing import print_table, stats, write_json
+from benchmarks._timing import out_path, print_table, stats, write_json
 from jaxfeat import ntk
 
 METHODS = ("structured", "jacobian", "ntvp", "auto", "naive")
@@ -165,8 +165,13 @@ def main(argv=None):
         help="interpreter with jax<=0.4.30 and neural-tangents 0.6.5",
     )
     parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--out", default="benchmarks/results/ntk.json")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default benchmarks/results/NAME.json; --smoke: a temp dir)",
+    )
     args = parser.parse_args(argv)
+    args.out = str(out_path(args.out, "ntk", args.smoke))
     cases = CASES["smoke" if args.smoke else "default"]
     rows, auto_ok, speedups, agree = [], [], [], []
     print(f"devices: {jax.devices()}")
