@@ -10,8 +10,7 @@ the whole first call about 2.1 s -> 1.6 s) and run as fast (the EK-FAC fit of a
 Programs called many times (per-chunk scores, training steps) keep XLA's defaults:
 there the newer emitters' code ran up to 30% faster.
 
-The option is a field of XLA's `DebugOptions`, which every backend parses; backends
-other than CPU ignore it.
+The option is used only when the default backend is the CPU.
 """
 
 import jax
@@ -24,7 +23,8 @@ class RunOnceJit:
     """`jax.jit(fn, **jit_kwargs)` compiled with `RUN_ONCE` when called at top level.
 
     XLA accepts compile options only for top-level programs, so inside a trace (an
-    outer `jit`, `vmap`, `grad`) the same function is used as a plain nested `jit`.
+    outer `jit`, `vmap`, `grad`) the same function is used as a plain nested `jit`;
+    so it is on backends other than the CPU.
     """
 
     def __init__(self, fn, **jit_kwargs):
@@ -33,6 +33,7 @@ class RunOnceJit:
 
     def __call__(self, *args, **kwargs):
         top = type(jax.extend.core.find_top_trace(())) is _TOP_LEVEL_TRACE
+        top = top and jax.default_backend() == "cpu"
         return (self._top if top else self._nested)(*args, **kwargs)
 
     def _cache_size(self) -> int:
