@@ -32,7 +32,7 @@ from jax.custom_derivatives import SymbolicZero
 from jaxtyping import ArrayLike
 
 from jaxfeat._src import checks
-from jaxfeat.kan._cardinal import is_uniform, uniform_basis_lead
+from jaxfeat.kan._cardinal import grid_tangent_jvp, is_uniform, uniform_basis_lead
 
 
 def _safe_div(num, den):
@@ -138,8 +138,8 @@ def _basis_lead_jvp(order, primals, tangents):
     x, grid = primals
     dx, dgrid = tangents
     if not isinstance(dgrid, SymbolicZero):
-        dx = jnp.zeros_like(x) if isinstance(dx, SymbolicZero) else dx
-        return jax.jvp(lambda a, g: _recursion(a, g, order), (x, grid), (dx, dgrid))
+        plain = lambda a, g: _recursion(a, g, order)
+        return grid_tangent_jvp(plain, x, grid, dx, dgrid)
     if order == 0:
         out = _basis_lead(x, grid, order)
         return out, jnp.zeros_like(out)

@@ -102,13 +102,18 @@ def uniform_basis_lead(x, grid, order):
     return _values(x, grid, order)
 
 
+def grid_tangent_jvp(fn, x, grid, dx, dgrid):
+    """Plain autodiff JVP of `fn(x, grid)` (for grid tangents; a zero `dx` allowed)."""
+    dx = jnp.zeros_like(x) if isinstance(dx, SymbolicZero) else dx
+    return jax.jvp(fn, (x, grid), (dx, dgrid))
+
+
 def _uniform_basis_jvp(order, primals, tangents):
     x, grid = primals
     dx, dgrid = tangents
     if not isinstance(dgrid, SymbolicZero):
-        dx = jnp.zeros_like(x) if isinstance(dx, SymbolicZero) else dx
         plain = lambda a, g: _values(a, g, order)
-        return jax.jvp(plain, (x, grid), (dx, dgrid))
+        return grid_tangent_jvp(plain, x, grid, dx, dgrid)
     values = _values(x, grid, order)
     if isinstance(dx, SymbolicZero):
         return values, jnp.zeros_like(values)
