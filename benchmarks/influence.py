@@ -7,20 +7,18 @@ Fisher (true labels, so both are deterministic), per-layer heuristic damping
 0.1 x mean(Lambda) and float32 scores with float64 eigendecompositions. Reported:
 
 * time to fit the factors and to score all pairs, median over repeats (jaxfeat's
-  first call, which compiles, is reported separately);
+  first call, which compiles, is reported separately: median over this process and
+  `--fresh-processes` fresh interpreters);
 * `speedup_vs_kronfluence` = kronfluence end-to-end time / jaxfeat end-to-end time
   (steady state: compiled programs reused, as when scoring many query sets), and
   `speedup_incl_compile_vs_kronfluence` against jaxfeat's first call;
 * the per-query Pearson correlation between the two libraries' score rows;
-* jaxfeat's first call again in a fresh process with LLVM at -O0
-  (`XLA_FLAGS=--xla_backend_optimization_level=0`, a user's choice, never set by the
-  library), to show how much of the first call is machine-code generation (the rest
-  is tracing, lowering and XLA's own passes).
+* jaxfeat's second call, which recompiles the programs its first call compiled for
+  compile speed (`jaxfeat/_src/compile_options.py`) with XLA's defaults.
 """
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -142,20 +140,16 @@ def _kronfluence_run(params, xtr, ytr, xq, yq, workdir):
     return scores, t1 - t0, t2 - t1
 
 
-def _first_call_o0(n_train, n_query):
-    # A fresh interpreter: XLA reads XLA_FLAGS once, when the backend starts.
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
+def _fresh_first_calls(n_train, n_query):
+    """Times jaxfeat's first and second call in a fresh interpreter (cold caches)."""
     cmd = [sys.executable, "-m", "benchmarks.influence", "--first-call-only"]
     cmd += ["--n-train", str(n_train), "--n-query", str(n_query)]
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
-        cmd, env=env, cwd=root, capture_output=True, text=True, check=True
+        cmd, cwd=root, capture_output=True, text=True, check=True
     ).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("FIRST_CALL "))
-    return json.loads(line.removeprefix("FIRST_CALL "))
+    line = next(ln for ln in out.splitlines() if ln.startswith("FIRST_CALLS "))
+    return json.loads(line.removeprefix("FIRST_CALLS "))
 
 
 def _pearson_rows(a, b):
@@ -176,10 +170,12 @@ def main(argv=None):
         help="JSON path (default benchmarks/results/NAME.json; --smoke: a temp dir)",
     )
     ap.add_argument(
-        "--first-call-only",
-        action="store_true",
-        help="time jaxfeat's first and a second call, print them as JSON, exit",
+        "--fresh-processes",
+        type=int,
+        default=4,
+        help="more first-call samples, each in a fresh interpreter (0 with --smoke)",
     )
+    ap.add_argument("--first-call-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.out = str(out_path(args.out, "influence", args.smoke))
     n_train, n_query, repeats = args.n_train, args.n_query, args.repeats
@@ -196,17 +192,19 @@ def main(argv=None):
     )
     print(f"devices: {jax.devices()}  train {n_train}  queries {n_query}")
 
-    t0 = time.perf_counter()
-    _jaxfeat_run(cfg, params, xtr, ytr, xq, yq)
-    first_call = time.perf_counter() - t0
+    first_calls, second_calls = [], []
+    for calls in (first_calls, second_calls):  # the second compiles the fast tier
+        t0 = time.perf_counter()
+        _jaxfeat_run(cfg, params, xtr, ytr, xq, yq)
+        calls.append(time.perf_counter() - t0)
     if args.first_call_only:
-        steady = min(
-            sum(_jaxfeat_run(cfg, params, xtr, ytr, xq, yq)[1:]) for _ in range(2)
-        )
-        print(
-            "FIRST_CALL " + json.dumps({"first_call_s": first_call, "total_s": steady})
-        )
+        print("FIRST_CALLS " + json.dumps([first_calls[0], second_calls[0]]))
         return None
+    for _ in range(0 if args.smoke else args.fresh_processes):
+        first, second = _fresh_first_calls(n_train, n_query)
+        first_calls.append(first)
+        second_calls.append(second)
+    first_call = float(np.median(first_calls))
     jf = {"fit": [], "score": [], "total": []}
     kf = {"fit": [], "score": [], "total": []}
     kscores = None
@@ -236,25 +234,18 @@ def main(argv=None):
         for stage, samples in times.items():
             if samples:
                 rows.append({"library": lib, "stage": stage, **stats(samples)})
-    rows.append(
-        {
-            "library": "jaxfeat",
-            "stage": "first_call_incl_compile",
-            **stats([first_call]),
-        }
-    )
-    o0 = None if args.smoke else _first_call_o0(n_train, n_query)
-    if o0 is not None:
-        for stage, key in (
-            ("first_call_llvm_O0", "first_call_s"),
-            ("total_llvm_O0", "total_s"),
-        ):
-            rows.append({"library": "jaxfeat", "stage": stage, **stats([o0[key]])})
+    for stage, t in (
+        ("first_call_incl_compile", first_calls),
+        ("second_call_recompiles", second_calls),
+    ):
+        rows.append({"library": "jaxfeat", "stage": stage, **stats(t)})
     summary = {
         "n_train": n_train,
         "n_query": n_query,
         "jaxfeat_total_s": float(np.median(jf["total"])),
         "jaxfeat_first_call_s": first_call,
+        "jaxfeat_second_call_s": float(np.median(second_calls)),
+        "first_call_samples": len(first_calls),
     }
     if kscores is not None:
         r = _pearson_rows(np.asarray(scores, np.float64), kscores.astype(np.float64))
@@ -276,13 +267,6 @@ def main(argv=None):
             pearson_vs_kronfluence_min=float(r.min()),
             pearson_vs_kronfluence_mean=float(r.mean()),
         )
-    if o0 is not None:
-        summary["jaxfeat_first_call_llvm_O0_s"] = o0["first_call_s"]
-        summary["jaxfeat_total_llvm_O0_s"] = o0["total_s"]
-        if kscores is not None:
-            summary["speedup_incl_compile_llvm_O0_vs_kronfluence"] = float(
-                np.median(kf["total"]) / o0["first_call_s"]
-            )
     print(f"{'library':<12} {'stage':<24} {'median s':>10} {'min':>10} {'max':>10}")
     for row in rows:
         print(

@@ -1,6 +1,8 @@
 """Small array helpers shared by the pillars."""
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 
 
@@ -21,3 +23,29 @@ def as_float(x, dtype: DTypeLike | None = None):
 def default_float(dtype: DTypeLike | None = None):
     """`dtype`, or the default float dtype when it is None."""
     return jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+
+
+def to_device(x) -> jax.Array:
+    """`jnp.asarray(x)` without compiling: host data goes through `jax.device_put`.
+
+    JAX arrays and tracers are returned as they are. (`jnp.asarray` of a NumPy
+    array compiles a small copy program per shape and dtype, ~10 ms on a CPU;
+    `device_put` converts the dtype on the host, float64 -> float32 unless x64.)
+    """
+    if isinstance(x, jax.Array):
+        return x
+    return jax.device_put(np.asarray(x))
+
+
+def leading(x: jax.Array, n: int, axis: int = 0) -> jax.Array:
+    """The first `n` entries of `x` along `axis` (`x` itself when it has `n`).
+
+    A concrete array on the CPU is sliced on the host: an eager slice compiles a
+    program per shape (~50 ms), a NumPy view costs nothing there.
+    """
+    if x.shape[axis] == n:
+        return x
+    on_cpu = isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+    if on_cpu and all(d.platform == "cpu" for d in x.devices()):
+        return jax.device_put(np.asarray(x).take(np.arange(n), axis=axis))
+    return jax.lax.slice_in_dim(x, 0, n, axis=axis)

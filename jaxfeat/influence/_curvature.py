@@ -18,8 +18,9 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
+from jaxfeat._src.arrays import to_device
 from jaxfeat._src.checks import check_finite, check_int_at_least
-from jaxfeat._src.compile_options import RunOnceJit
+from jaxfeat._src.compile_options import CostAwareJit
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.influence._config import KRONECKER, MATRIX_FREE, IHVPConfig
 from jaxfeat.influence._grads import (
@@ -260,7 +261,7 @@ def _fit(model, params, x, y, key, cfg: IHVPConfig, layers=()):
     return op, lam
 
 
-_fit_jit = RunOnceJit(_fit, static_argnames=("model", "cfg", "layers"))
+_fit_jit = CostAwareJit(_fit, static_argnames=("model", "cfg", "layers"))
 
 
 def check_tree_finite(name: str, tree) -> None:
@@ -358,7 +359,7 @@ def fit_curvature(
             "damping: None (0.1 x mean eigenvalue) needs the trace, which is only "
             "computed for curvature='ggn' or strategy='exact'; pass a float"
         )
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x, y = to_device(x), to_device(y)
     check_data("x", x, "y", y)
     check_tree_finite("params", params)
     check_finite("x", x)
@@ -395,10 +396,10 @@ def _chunk_lambda(params, x, y, keys, valid, bases, model, layers, cfg):
 
 
 _STATIC = ("model", "layers", "cfg")
-_moments_jit = jax.jit(_chunk_moments, static_argnames=_STATIC)
-_lambda_jit = jax.jit(_chunk_lambda, static_argnames=_STATIC)
-_bases_jit = RunOnceJit(kron_bases, static_argnames=("n", "n_pos"))
-_finish_jit = RunOnceJit(finish_kronecker, static_argnames=("n", "cfg"))
+_moments_jit = CostAwareJit(_chunk_moments, static_argnames=_STATIC)
+_lambda_jit = CostAwareJit(_chunk_lambda, static_argnames=_STATIC)
+_bases_jit = CostAwareJit(kron_bases, static_argnames=("n", "n_pos"))
+_finish_jit = CostAwareJit(finish_kronecker, static_argnames=("n", "cfg"))
 
 
 def _fit_streamed(model, layers, params, x, y, key, cfg, chunk_size, progress):
@@ -407,7 +408,9 @@ def _fit_streamed(model, layers, params, x, y, key, cfg, chunk_size, progress):
     keys = example_keys(key, 0, n)
     kw = dict(model=model, layers=layers, cfg=cfg)
     moments = stream_sum(
-        lambda xc, yc, kc, vc: _moments_jit(params, xc, yc, kc, vc, **kw),
+        lambda n_c, xc, yc, kc, vc: _moments_jit.call(
+            n_c, params, xc, yc, kc, vc, **kw
+        ),
         x,
         y,
         keys,
@@ -422,7 +425,9 @@ def _fit_streamed(model, layers, params, x, y, key, cfg, chunk_size, progress):
     bases = _bases_jit(moments, n=n, n_pos=n_pos)
     if cfg.strategy == "ekfac":
         lam_sums = stream_sum(
-            lambda xc, yc, kc, vc: _lambda_jit(params, xc, yc, kc, vc, bases, **kw),
+            lambda n_c, xc, yc, kc, vc: _lambda_jit.call(
+                n_c, params, xc, yc, kc, vc, bases, **kw
+            ),
             x,
             y,
             keys,

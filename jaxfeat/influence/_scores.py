@@ -15,8 +15,9 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
+from jaxfeat._src.arrays import leading, to_device
 from jaxfeat._src.checks import check_int_at_least, is_concrete
-from jaxfeat._src.compile_options import RunOnceJit
+from jaxfeat._src.compile_options import CostAwareJit
 from jaxfeat.influence._curvature import (
     CurvatureState,
     check_data,
@@ -76,13 +77,18 @@ def _factored_chunk(state, params, pq, x, y, per_token):
     return jnp.stack(out)
 
 
-def _chunk_scores(state, params, pq, x, y, groups, per_token):
+def _chunk_scores(state, params, pq, x, y, groups, per_layer, per_token):
+    """Scores of one chunk: `(l, q, c)`, `(l, q, t, c)`, or summed over layers."""
     if state.factored:
-        return _factored_chunk(state, params, pq, x, y, per_token)
-    return _generic_chunk(state, params, pq, x, y, groups)
+        out = _factored_chunk(state, params, pq, x, y, per_token)
+    else:
+        out = _generic_chunk(state, params, pq, x, y, groups)
+    return out if per_layer else jnp.sum(out, axis=0)
 
 
-_chunk_jit = jax.jit(_chunk_scores, static_argnames=("groups", "per_token"))
+_chunk_jit = CostAwareJit(
+    _chunk_scores, static_argnames=("groups", "per_layer", "per_token")
+)
 
 
 def low_rank_query(
@@ -142,14 +148,7 @@ def _prepare_core(state, params, x_query, y_query, query_rank):
     return tuple(_low_rank(m, query_rank) for m in mats)
 
 
-_prepare_jit = RunOnceJit(_prepare_core, static_argnames="query_rank")
-
-
-def _prepare_queries(state, params, x_query, y_query, query_rank):
-    """Preconditioned query gradients (layer matrices when factored), one program."""
-    pq = _prepare_jit(state, params, x_query, y_query, query_rank)
-    check_tree_finite("x_query", pq)  # NaN/inf query gradients propagate here
-    return pq
+_prepare_jit = CostAwareJit(_prepare_core, static_argnames="query_rank")
 
 
 def _validate(state, params, pairs, chunk_size):
@@ -230,8 +229,8 @@ def pairwise_scores(
       Koh & Liang 2017, arXiv:1703.04730; Grosse et al. 2023, arXiv:2308.03296,
       eq. (21) and §3.2 (layer-wise scores, query batching).
     """
-    x_query, y_query = jnp.asarray(x_query), jnp.asarray(y_query)
-    x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
+    x_query, y_query = to_device(x_query), to_device(y_query)
+    x_train, y_train = to_device(x_train), to_device(y_train)
     pairs = [("x_query", x_query, "y_query", y_query)]
     pairs.append(("x_train", x_train, "y_train", y_train))
     _validate(state, params, pairs, chunk_size)
@@ -257,14 +256,24 @@ def pairwise_scores(
     check_tree_finite("params", params)
     n_query = x_query.shape[0]
     xq, yq = _pad_queries(x_query, y_query)  # one compiled program per bucket
-    pq = _prepare_queries(state, params, xq, yq, query_rank)
+    pq = _prepare_jit(state, params, xq, yq, query_rank)
     groups = tuple(layer_groups(params))
-    fn = lambda xs, ys: _chunk_jit(state, params, pq, xs, ys, groups, per_token)
+    unchecked = [pq]
+
+    def fn(n_chunks, xs, ys):
+        out = _chunk_jit.call(
+            n_chunks, state, params, pq, xs, ys, groups, per_layer, per_token
+        )
+        # NaN/inf query gradients propagate to `pq`; checked once the first chunk
+        # is dispatched, so preparing the queries overlaps that chunk's compile.
+        if unchecked:
+            check_tree_finite("x_query", unchecked.pop())
+        return out
+
     scores = stream_concat(fn, x_train, y_train, chunk_size, progress, "influence")
-    if per_token:  # (l, q, t, m) -> (l, q, m, t)
+    if per_token:  # ([l,] q, t, m) -> ([l,] q, m, t)
         scores = jnp.swapaxes(scores, -1, -2)
-    scores = scores[:, :n_query] if xq.shape[0] != n_query else scores
-    return scores if per_layer else jnp.sum(scores, axis=0)
+    return leading(scores, n_query, axis=1 if per_layer else 0)  # drop padded queries
 
 
 def query_bucket(n_query: int) -> int:
@@ -280,7 +289,7 @@ def _pad_queries(x, y):
     if qb == q or not (is_concrete(x) and is_concrete(y)):
         return x, y
     idx = np.minimum(np.arange(qb), q - 1)
-    return jnp.asarray(np.asarray(x)[idx]), jnp.asarray(np.asarray(y)[idx])
+    return to_device(np.asarray(x)[idx]), to_device(np.asarray(y)[idx])
 
 
 def _check_tokens(state):
@@ -310,7 +319,7 @@ def _self_chunk(state, params, x, y):
     return sum(dots)
 
 
-_self_jit = jax.jit(_self_chunk)
+_self_jit = CostAwareJit(_self_chunk)
 
 
 def self_scores(
@@ -345,8 +354,8 @@ def self_scores(
       Koh & Liang 2017, arXiv:1703.04730, §5.4; Grosse et al. 2023,
       arXiv:2308.03296.
     """
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x, y = to_device(x), to_device(y)
     _validate(state, params, [("x", x, "y", y)], chunk_size)
     check_tree_finite("params", params)
-    fn = lambda xs, ys: _self_jit(state, params, xs, ys)
+    fn = lambda n_chunks, xs, ys: _self_jit.call(n_chunks, state, params, xs, ys)
     return stream_concat(fn, x, y, chunk_size, progress, "self-influence")

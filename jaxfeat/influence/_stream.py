@@ -28,7 +28,10 @@ def _padded(a, lo, chunk):
 
 
 def stream_concat(fn, x, y, chunk_size, progress, desc):
-    """Runs `fn(x_chunk, y_chunk)` over padded chunks sharded over the devices."""
+    """Runs `fn(n_chunks, x_chunk, y_chunk)` over padded chunks sharded over devices.
+
+    `n_chunks` (the same for every chunk) lets `fn` size its compile (`CostAwareJit`).
+    """
     mesh, chunk, n_chunks = _chunking(x.shape[0], chunk_size)
 
     def step(carry, i):
@@ -36,7 +39,7 @@ def stream_concat(fn, x, y, chunk_size, progress, desc):
         m = min(chunk, x.shape[0] - lo)
         pad = chunk - m  # padded rows repeat the last example; dropped below
         (xs, ys), _ = shard_batch((_padded(x, lo, chunk), _padded(y, lo, chunk)), mesh)
-        out = fn(xs, ys)  # example axis last
+        out = fn(n_chunks, xs, ys)  # example axis last
         out = out[..., :m] if pad else out
         check_finite("x_train", out)
         return carry, out
@@ -46,7 +49,7 @@ def stream_concat(fn, x, y, chunk_size, progress, desc):
 
 
 def stream_sum(fn, x, y, extras, chunk_size, progress, desc):
-    """Sum over chunks of `fn(x_c, y_c, extras_c, valid_c)` (a pytree).
+    """Sum over chunks of `fn(n_chunks, x_c, y_c, extras_c, valid_c)` (a pytree).
 
     `extras` is a pytree of per-example arrays (e.g. PRNG keys) chunked with `x`;
     `valid_c` is 1 for real rows and 0 for padding, which `fn` must weight by.
@@ -59,7 +62,7 @@ def stream_sum(fn, x, y, extras, chunk_size, progress, desc):
         valid = (lo + jnp.arange(chunk) < n).astype(jnp.int32)
         parts = jax.tree_util.tree_map(lambda a: _padded(a, lo, chunk), (x, y, extras))
         (xs, ys, es, vs), _ = shard_batch((*parts, valid), mesh)
-        out = fn(xs, ys, es, vs)
+        out = fn(n_chunks, xs, ys, es, vs)
         total = out if total is None else jax.tree_util.tree_map(jnp.add, total, out)
         return total, None
 
