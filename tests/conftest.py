@@ -41,6 +41,12 @@ def x64():
         yield
 
 
+@pytest.fixture
+def x64_switch():
+    """`jax.enable_x64`, for tests that compare both modes in one body."""
+    return jax.enable_x64
+
+
 @pytest.fixture(autouse=True)
 def _clear_trace_counter():
     chex.clear_trace_counter()

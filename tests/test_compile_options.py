@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxfeat._src.compile_options import CostAwareJit
 
@@ -54,3 +55,48 @@ def test_program_with_much_work_is_compiled_optimised_at_once():
     # ~1e2 flops per call x 1e12 expected calls: far above FAST_COMPILE_FLOPS
     np.testing.assert_allclose(f.call(10**12, x, 2.0), _want(x, 2.0), atol=1e-6)
     assert f.tiers() == ["optimised"]
+
+
+def _cast(x, like):
+    return x.astype(type(like))
+
+
+def test_static_arguments_equal_in_value_but_not_type_get_their_own_program():
+    f = CostAwareJit(_cast, static_argnames="like")
+    x = jnp.arange(3)
+    np.testing.assert_array_equal(f(x, 1), [0, 1, 2])
+    np.testing.assert_array_equal(f(x, True), [False, True, True])  # 1 == True
+
+
+def test_program_with_a_loop_is_compiled_optimised():
+    # XLA's flop estimate counts a loop body once: the trip count is invisible.
+    def loop(x):
+        return jax.lax.fori_loop(0, 100, lambda i, v: jnp.sin(v), x)
+
+    f = CostAwareJit(loop)
+    x = jnp.linspace(-1.0, 1.0, 5)
+    want = np.asarray(x, np.float64)
+    for _ in range(100):
+        want = np.sin(want)
+    np.testing.assert_allclose(f(x), want, atol=1e-6)
+    assert f.tiers() == ["optimised"]
+
+
+def test_follows_disable_jit_and_rejects_variadic_functions():
+    f = CostAwareJit(_f, static_argnames="scale")
+    x = jnp.linspace(-1.0, 1.0, 5)
+    with jax.disable_jit():
+        np.testing.assert_allclose(f(x, 3.0), _want(x), atol=1e-6)
+    assert f.tiers() == []
+    with pytest.raises(TypeError, match="fn"):
+        CostAwareJit(lambda *xs: xs)
+
+
+def test_program_cache_follows_the_x64_mode(x64_switch):
+    f = CostAwareJit(lambda x: x * 1.0)
+    host = np.ones(3)  # float64 on the host
+    assert f(host).dtype == jnp.float32
+    with x64_switch(True):  # same types in: a float64 program, not the cached one
+        assert f(host).dtype == jnp.float64
+    assert f(host).dtype == jnp.float32
+    assert len(f.tiers()) == 2

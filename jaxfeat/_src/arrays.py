@@ -28,24 +28,31 @@ def default_float(dtype: DTypeLike | None = None):
 def to_device(x) -> jax.Array:
     """`jnp.asarray(x)` without compiling: host data goes through `jax.device_put`.
 
-    JAX arrays and tracers are returned as they are. (`jnp.asarray` of a NumPy
-    array compiles a small copy program per shape and dtype, ~10 ms on a CPU;
+    JAX arrays and tracers are returned as they are; anything but a NumPy array
+    goes through `jnp.asarray` (its checks and weak types). (`jnp.asarray` of a
+    NumPy array compiles a small copy program per shape and dtype, ~10 ms on a CPU;
     `device_put` converts the dtype on the host, float64 -> float32 unless x64.)
     """
     if isinstance(x, jax.Array):
         return x
-    return jax.device_put(np.asarray(x))
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biufc":
+        return jax.device_put(x)
+    return jnp.asarray(x)
 
 
 def leading(x: jax.Array, n: int, axis: int = 0) -> jax.Array:
     """The first `n` entries of `x` along `axis` (`x` itself when it has `n`).
 
-    A concrete array on the CPU is sliced on the host: an eager slice compiles a
-    program per shape (~50 ms), a NumPy view costs nothing there.
+    A concrete numeric array on one CPU device is sliced on the host: an eager
+    slice compiles a program per shape (~50 ms), a NumPy view costs nothing there.
     """
     if x.shape[axis] == n:
         return x
-    on_cpu = isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
-    if on_cpu and all(d.platform == "cpu" for d in x.devices()):
+    concrete = isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+    if (
+        concrete
+        and jnp.issubdtype(x.dtype, jnp.number)
+        and [d.platform for d in x.devices()] == ["cpu"]
+    ):
         return jax.device_put(np.asarray(x).take(np.arange(n), axis=axis))
     return jax.lax.slice_in_dim(x, 0, n, axis=axis)

@@ -18,8 +18,15 @@ called more often than that (the same analysis repeated, e.g. over checkpoints o
 retrained models) is recompiled with XLA's defaults and runs at full speed from
 then on. The two tiers agree to floating-point rounding, not bitwise.
 
+XLA's estimate counts a loop body once whatever its trip count, so a program with a
+loop (`while`, `fori_loop`, `scan`) is always compiled with the defaults.
+
 Only top-level calls on the CPU backend are tiered; inside a trace (an outer `jit`,
-`vmap`, `grad`) and on other backends the function is a plain `jit`.
+`vmap`, `grad`), on other backends and under `jax.disable_jit`, `jax_debug_nans` or
+`jax_debug_infs` the function is a plain `jit`. Programs are cached per JAX
+configuration context (x64, default device, ...) like `jit`'s own; the cache lives
+as long as the `CostAwareJit` (module level: the process), not cleared by
+`jax.clear_caches`.
 """
 
 import inspect
@@ -46,12 +53,21 @@ class CostAwareJit:
     types, shapes and shardings.
     """
 
-    def __init__(self, fn, *, static_argnames=(), **jit_kwargs):
+    def __init__(self, fn, *, static_argnames=()):
         if isinstance(static_argnames, str):
             static_argnames = (static_argnames,)
-        self._static = frozenset(static_argnames)
         self._signature = inspect.signature(fn)
-        self._jit = jax.jit(fn, static_argnames=tuple(static_argnames), **jit_kwargs)
+        kinds = {p.kind for p in self._signature.parameters.values()}
+        if kinds - {
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        }:
+            raise TypeError(
+                f"fn: CostAwareJit needs named parameters (no *args, **kwargs or "
+                f"positional-only ones); got {self._signature}"
+            )
+        self._static = frozenset(static_argnames)
+        self._jit = jax.jit(fn, static_argnames=tuple(static_argnames))
         self._programs = {}
 
     def __call__(self, *args, **kwargs):
@@ -59,14 +75,15 @@ class CostAwareJit:
 
     def call(self, n_calls: int, *args, **kwargs):
         """Runs the program, expected to be run `n_calls` times in a row."""
-        top = type(jax.extend.core.find_top_trace(())) is _TOP_LEVEL_TRACE
-        if not (top and jax.default_backend() == "cpu"):
+        if not _tiered():
             return self._jit(*args, **kwargs)
         named = self._signature.bind(*args, **kwargs).arguments
         dynamic = {k: v for k, v in named.items() if k not in self._static}
         leaves, treedef = jax.tree_util.tree_flatten(dynamic)
         key = (
-            tuple((k, v) for k, v in named.items() if k in self._static),
+            _config_context(),
+            # by type too: jit keeps 1, 1.0 and True apart as static arguments
+            tuple((k, type(v), v) for k, v in named.items() if k in self._static),
             treedef,
             tuple(jax.typeof(leaf) for leaf in leaves),
             tuple(getattr(leaf, "sharding", None) for leaf in leaves),
@@ -89,7 +106,10 @@ class _Program:
 
     def __init__(self, lowered, n_calls: int):
         self._lowered = lowered
-        fast = _flops(lowered) * n_calls < FAST_COMPILE_FLOPS
+        fast = (
+            _flops(lowered) * n_calls < FAST_COMPILE_FLOPS
+            and "stablehlo.while" not in lowered.as_text()
+        )
         self._calls_left = n_calls if fast else None
         self.tier = "fast" if fast else "optimised"
         self._compiled = lowered.compile(
@@ -105,11 +125,40 @@ class _Program:
         return self._compiled(**dynamic)
 
 
+def _tiered() -> bool:
+    """True for a top-level call on the CPU without debug or disable-jit modes."""
+    if type(jax.extend.core.find_top_trace(())) is not _TOP_LEVEL_TRACE:
+        return False
+    cfg = _CONFIG
+    if cfg.jax_disable_jit or cfg.jax_debug_nans or cfg.jax_debug_infs:
+        return False
+    return jax.default_backend() == "cpu"
+
+
+def _config_context():
+    """The JAX configuration a trace depends on (what `jit` keys its cache on)."""
+    try:
+        from jax._src.config import trace_context  # noqa: PLC0415
+
+        return trace_context()
+    except (ImportError, AttributeError):  # a JAX without it: the main public ones
+        cfg = _CONFIG
+        return (
+            cfg.jax_enable_x64,
+            cfg.jax_default_device,
+            cfg.jax_default_matmul_precision,
+            cfg.jax_numpy_rank_promotion,
+            cfg.jax_numpy_dtype_promotion,
+        )
+
+
 def _flops(lowered) -> float:
     """XLA's flop estimate of a lowered program (infinite when it gives none)."""
     cost = lowered.cost_analysis() or {}
     return float(cost.get("flops", float("inf")))
 
 
+# Read only, to follow the caller's modes; this module never changes JAX's config.
+_CONFIG = jax.config  # noqa: TID251
 # The kind of trace JAX evaluates in outside every transformation (read at import).
 _TOP_LEVEL_TRACE = type(jax.extend.core.find_top_trace(()))
