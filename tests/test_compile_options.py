@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxfeat._src import compile_options
 from jaxfeat._src.compile_options import CostAwareJit
 
 
@@ -100,3 +101,10 @@ def test_program_cache_follows_the_x64_mode(x64_switch):
         assert f(host).dtype == jnp.float64
     assert f(host).dtype == jnp.float32
     assert len(f.tiers()) == 2
+
+
+def test_an_option_this_xla_lacks_falls_back_to_the_defaults(monkeypatch):
+    monkeypatch.setattr(compile_options, "FAST_COMPILE", {"xla_no_such_option": 1})
+    f = CostAwareJit(_f, static_argnames="scale")
+    x = jnp.linspace(-1.0, 1.0, 5)
+    np.testing.assert_allclose(f(x, 3.0), _want(x), atol=1e-6)
