@@ -150,21 +150,16 @@ def _tiered() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def _config_context():
-    """The JAX configuration a trace depends on (what `jit` keys its cache on)."""
-    try:
-        from jax._src.config import trace_context  # noqa: PLC0415
-
-        return trace_context()
-    except (ImportError, AttributeError):  # a JAX without it: the main public ones
-        cfg = _CONFIG
-        return (
-            cfg.jax_enable_x64,
-            cfg.jax_default_device,
-            cfg.jax_default_matmul_precision,
-            cfg.jax_numpy_rank_promotion,
-            cfg.jax_numpy_dtype_promotion,
-        )
+def _public_context():
+    """The main public configuration values a trace depends on."""
+    cfg = _CONFIG
+    return (
+        cfg.jax_enable_x64,
+        cfg.jax_default_device,
+        cfg.jax_default_matmul_precision,
+        cfg.jax_numpy_rank_promotion,
+        cfg.jax_numpy_dtype_promotion,
+    )
 
 
 def _flops(lowered) -> float:
@@ -175,5 +170,11 @@ def _flops(lowered) -> float:
 
 # Read only, to follow the caller's modes; this module never changes JAX's config.
 _CONFIG = jax.config  # noqa: TID251
+# The JAX configuration a trace depends on: what `jit` keys its cache on where this
+# JAX exposes it, else the main public values.
+try:
+    from jax._src.config import trace_context as _config_context
+except ImportError:
+    _config_context = _public_context
 # The kind of trace JAX evaluates in outside every transformation (read at import).
 _TOP_LEVEL_TRACE = type(jax.extend.core.find_top_trace(()))

@@ -7,6 +7,7 @@ Every chunk has one padded shape (one compile); padded rows repeat the last exam
 import jax
 import jax.numpy as jnp
 
+from jaxfeat._src.arrays import leading
 from jaxfeat._src.checks import check_finite
 from jaxfeat._src.progress import run_chunks
 from jaxfeat._src.sharding import device_mesh, shard_batch
@@ -36,11 +37,10 @@ def stream_concat(fn, x, y, chunk_size, progress, desc):
 
     def step(carry, i):
         lo = i * chunk
-        m = min(chunk, x.shape[0] - lo)
-        pad = chunk - m  # padded rows repeat the last example; dropped below
+        m = min(chunk, x.shape[0] - lo)  # real rows; padding repeats the last one
         (xs, ys), _ = shard_batch((_padded(x, lo, chunk), _padded(y, lo, chunk)), mesh)
         out = fn(n_chunks, xs, ys)  # example axis last
-        out = out[..., :m] if pad else out
+        out = leading(out, m, axis=-1)  # drop the padded rows
         check_finite("x_train", out)
         return carry, out
 
