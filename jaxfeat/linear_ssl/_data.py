@@ -133,6 +133,34 @@ def population_covariances(spec: ModeSpec) -> Covariances:
     return Covariances(jnp.diag(spec.x_var), jnp.diag(spec.lam), jnp.diag(spec.y_var))
 
 
+def check_covariances(name: str | None, cov: Covariances, *, xx_definite: bool) -> None:
+    r"""Raises `ValueError` unless concrete covariances are finite and jointly PSD.
+
+    Any leading batch axes of the `(..., d, d)` leaves are checked entry by entry.
+    With `xx_definite`, $\Sigma_{xx}$ must also be positive definite. Skipped for
+    traced values (under `jit`/`vmap`).
+    """
+    if not is_concrete(cov):
+        return
+    xx, yx, yy = (np.asarray(m) for m in cov)
+    d = xx.shape[-1]
+    prefix = f"{name}." if name else ""
+    for part, m in (("xx", xx), ("yx", yx), ("yy", yy)):
+        if m.shape != xx.shape or m.shape[-2:] != (d, d):
+            raise ValueError(
+                f"{prefix}{part}: expected shape {xx.shape} (as xx); got {m.shape}"
+            )
+        check_finite(prefix + part, m)
+    flat = [m.reshape(-1, d, d) for m in (xx, yx, yy)]
+    for i, (xx_, yx_, yy_) in enumerate(zip(*flat, strict=True)):
+        at = f" [batch entry {i}]" if xx.ndim > 2 else ""
+        if xx_definite:
+            check_psd(f"{prefix}xx{at}", xx_, strict=True)
+        check_psd(f"{prefix}yy{at}", yy_)
+        joint = np.block([[xx_, yx_.T], [yx_, yy_]])
+        check_psd(f"{name or 'covariances'} (joint [[xx, xy], [yx, yy]]){at}", joint)
+
+
 def covariances(
     xx: Float[ArrayLike, "d d"],
     yx: Float[ArrayLike, "d d"],
@@ -164,13 +192,7 @@ def covariances(
     for name, m in (("xx", xx), ("yx", yx), ("yy", yy)):
         if m.shape != (d, d):
             raise ValueError(f"{name}: expected shape ({d}, {d}); got {m.shape}")
-        check_finite(name, m)
-    check_psd("xx", xx, strict=True)
-    check_psd("yy", yy)
-    if is_concrete((xx, yx, yy)):
-        xx_, yx_, yy_ = (np.asarray(m) for m in (xx, yx, yy))
-        joint = np.block([[xx_, yx_.T], [yx_, yy_]])
-        check_psd("covariances (joint [[xx, xy], [yx, yy]])", joint)
+    check_covariances(None, Covariances(xx, yx, yy), xx_definite=True)
     return Covariances(xx, yx, yy)
 
 
@@ -237,7 +259,6 @@ def dynamic_ar1(
     return mode_spec(lam, lam / var, var)
 
 
-@jax.jit
 def generalized_modes(
     cov: Covariances,
 ) -> tuple[Float[Array, " k"], Float[Array, " k"], Float[Array, "k k"]]:
@@ -255,9 +276,21 @@ def generalized_modes(
       (shape `(d,)`, sorted by decreasing $\rho$), and unit-norm eigenvectors as
       columns,
       shape `(d, d)`.
+
+    Raises:
+      ValueError: if the covariances hold NaN or $\Sigma_{xx}$ is not positive
+        definite (checked when concrete).
     """
+    for part, m in zip(("xx", "yx", "yy"), cov, strict=True):
+        check_finite(f"cov.{part}", m)
+    check_psd("cov.xx", cov.xx, strict=True)
+    return _generalized_modes(cov)
+
+
+@jax.jit
+def _generalized_modes(cov):
     evals, evecs = jnp.linalg.eigh(cov.xx)
-    # xx is positive definite by construction (`covariances` checks it).
+    # xx is positive definite (checked by the caller when concrete).
     inv_sqrt = (evecs / jnp.sqrt(evals)[None]) @ evecs.T
     sym = 0.5 * (cov.yx + cov.yx.T)
     rho, w = jnp.linalg.eigh(inv_sqrt @ sym @ inv_sqrt)

@@ -15,12 +15,18 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from jaxfeat._src.checks import check_choice, check_int_at_least, check_positive
+from jaxfeat._src.checks import (
+    check_choice,
+    check_finite,
+    check_in_range,
+    check_int_at_least,
+    check_positive,
+)
 from jaxfeat._src.progress import run_chunks
 from jaxfeat._src.sharding import batch_size, device_mesh, shard_batch, unpad
 from jaxfeat._src.typing import IntScalar, Scalar
-from jaxfeat.linear_ssl._data import Covariances
-from jaxfeat.linear_ssl._models import Params, encoder_matrix, imbalance
+from jaxfeat.linear_ssl._data import Covariances, check_covariances
+from jaxfeat.linear_ssl._models import Params, _check_depth, encoder_matrix, imbalance
 from jaxfeat.linear_ssl._objectives import (
     OBJECTIVES,
     population_gradients,
@@ -111,6 +117,19 @@ def _log_entry(state, cov, lr, cfg, depth):
     )
 
 
+def _check_run(state: GDState, cov: Covariances, lr, depth, ema_decay) -> None:
+    """Value checks shared by the GD entry points (skipped for traced values)."""
+    check_positive("lr", lr)
+    _check_depth(depth, state.params.W.shape[-3])
+    check_in_range("ema_decay", ema_decay, 0.0, 1.0, closed=(True, False))
+    for name, leaf in (
+        ("state.params.W", state.params.W),
+        ("state.params.V", state.params.V),
+    ):
+        check_finite(name, leaf)
+    check_covariances("cov", cov, xx_definite=False)
+
+
 def simulate_gd(
     state: GDState,
     cov: Covariances,
@@ -142,9 +161,12 @@ def simulate_gd(
       one after every `cfg.log_every` steps.
 
     Raises:
-      ValueError: for a non-positive `lr` (checked when concrete).
+      ValueError: for a non-positive or NaN `lr`, `depth` outside 1..l, `ema_decay`
+        outside [0, 1), NaN parameters, or covariances that hold NaN or are not
+        jointly PSD (values checked when concrete, i.e. not under `jit`/`vmap`;
+        `run_gd` and `sweep_gd` check them before their compiled programs).
     """
-    check_positive("lr", lr)
+    _check_run(state, cov, lr, depth, ema_decay)
 
     def step(s: GDState, _):
         # closed-form semi-gradients: equal to jax.grad of the loss, less work
@@ -230,7 +252,12 @@ def run_gd(
 
     Returns:
       `(final_state, log)` with `n_chunks * (cfg.n_logs - 1) + 1` logged states.
+
+    Raises:
+      ValueError: as `simulate_gd` (the values are checked here, before the
+        compiled program runs).
     """
+    _check_run(state, cov, lr, depth, ema_decay)
     fn = lambda s: _simulate_jit(s, cov, lr, depth, ema_decay, cfg)
     return _chunked(fn, state, n_chunks, 0, f"GD {cfg.objective}", progress)
 
@@ -267,6 +294,9 @@ def sweep_gd(
     Returns:
       `(final_state, log)` with a leading batch axis `s`; the log has
       `n_chunks * (cfg.n_logs - 1) + 1` entries on axis 1.
+
+    Raises:
+      ValueError: as `simulate_gd`, for any configuration of the batch.
     """
     n = batch_size((state, cov))
     dtype = state.params.V.dtype
@@ -279,7 +309,7 @@ def sweep_gd(
         jnp.broadcast_to(jnp.asarray(depth, jnp.int32), (n,)),
         jnp.broadcast_to(jnp.asarray(ema_decay, dtype), (n,)),
     )
-    check_positive("lr", args[2])
+    _check_run(state, cov, args[2], args[3], args[4])
     placed, n = shard_batch(args, device_mesh())
     s0, rest = placed[0], placed[1:]
     fn = lambda s: _sweep_jit(s, *rest, cfg)

@@ -4,6 +4,8 @@ The encoder is $\bar W = W^L \cdots W^1$ (each $W^a$ is `(d, d)`), the head is $
 Parameters are a `Params` pytree with the layers stacked on a leading axis. A stack of
 `max_depth` layers can run at a smaller (possibly traced) `depth`: layers with index
 $\ge$ depth are skipped and receive zero gradient, which lets one `vmap` sweep depths.
+Every public function taking `depth` raises `ValueError` naming it when a concrete
+depth is below 1 or above the number of stacked layers.
 
 References:
   Littwin et al. 2024, arXiv:2407.03475, Sec. 3 (balanced, small orthogonal init);
@@ -11,6 +13,7 @@ References:
 """
 
 import functools
+import inspect
 from typing import NamedTuple
 
 import jax
@@ -45,6 +48,25 @@ def _check_depth(depth, max_depth: int) -> None:
             f"depth: expected at most {max_depth} (the number of stacked layers); "
             f"got {depth!r}"
         )
+
+
+def depth_checked(fn):
+    """Checks a concrete `depth` argument against `params.W`'s stack before `fn`.
+
+    For public functions decorated with `jax.jit`: inside `jit` the depth is a tracer
+    and cannot be checked, so the check runs in this thin Python wrapper. A traced
+    depth (under an outer `jit`/`vmap`) is passed through unchecked.
+    """
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        params = bound.arguments["params"]
+        _check_depth(bound.arguments.get("depth"), params.W.shape[-3])
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _active(depth, n_layers: int):
@@ -169,6 +191,7 @@ def _init_orthogonal(key, eps, depth, *, d, n_layers):
     return Params(W=W, V=s * U[-1])
 
 
+@depth_checked
 @jax.jit
 def encoder_matrix(
     params: Params, depth: IntScalar | None = None
@@ -190,6 +213,7 @@ def encoder_matrix(
     return out
 
 
+@depth_checked
 @jax.jit
 def encode(
     params: Params, x: Float[Array, " d"], depth: IntScalar | None = None
@@ -198,6 +222,7 @@ def encode(
     return encoder_matrix(params, depth) @ x
 
 
+@depth_checked
 @jax.jit
 def predict(
     params: Params, x: Float[Array, " d"], depth: IntScalar | None = None
@@ -206,6 +231,7 @@ def predict(
     return params.V @ encode(params, x, depth)
 
 
+@depth_checked
 @jax.jit
 def imbalance(params: Params, depth: IntScalar | None = None) -> Float[Array, ""]:
     r"""Largest violation of the balancedness conservation laws.

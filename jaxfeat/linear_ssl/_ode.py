@@ -26,7 +26,13 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from jaxfeat._src.arrays import as_float
-from jaxfeat._src.checks import check_choice, check_int_at_least
+from jaxfeat._src.checks import (
+    check_choice,
+    check_finite,
+    check_int_at_least,
+    check_positive,
+    check_shape,
+)
 from jaxfeat._src.typing import Depth, Scalar
 
 OBJECTIVES = ("jepa", "mae")
@@ -40,7 +46,15 @@ def time_scale(depth: Depth | Scalar, convention: str) -> Array | float | int:
     $t_{paper} = L\, t_{GF}$.
     """
     check_choice("convention", convention, CONVENTIONS)
+    check_int_at_least("depth", depth, 1)
     return depth if convention == "gradient_flow" else 1.0
+
+
+def _check_mode(**values) -> None:
+    for name in ("lam", "rho", "eps", "t_max"):
+        if name in values:
+            check_positive(name, values[name])
+    check_int_at_least("depth", values["depth"], 1)
 
 
 def mode_rhs(
@@ -64,8 +78,15 @@ def mode_rhs(
 
     Returns:
       `(du, dv)`, each of the broadcast shape.
+
+    Raises:
+      ValueError: for non-finite `u` or `v`, non-positive `lam` or `rho`, or
+        `depth < 1` (values checked when concrete).
     """
     check_choice("objective", objective, OBJECTIVES)
+    _check_mode(lam=lam, rho=rho, depth=depth)
+    check_finite("u", u)
+    check_finite("v", v)
     dtype = jnp.result_type(*(as_float(a) for a in (u, v, lam, rho)))
     u, v, lam, rho = (jnp.asarray(a, dtype) for a in (u, v, lam, rho))
     sigma2 = lam / rho
@@ -98,10 +119,16 @@ def end_to_end_rhs(
     Returns:
       $\dot{\bar w}$, the broadcast shape.
 
+    Raises:
+      ValueError: for negative or non-finite `wbar`, non-positive `lam` or `rho`,
+        or `depth < 1` (values checked when concrete).
+
     References:
       Littwin et al. 2024, arXiv:2407.03475, eqs. (7)-(8); claim LSSL-1.
     """
     check_choice("objective", objective, OBJECTIVES)
+    _check_mode(lam=lam, rho=rho, depth=depth)
+    check_positive("wbar", wbar, strict=False)
     kappa = time_scale(depth, convention)
     dtype = jnp.result_type(*(as_float(a) for a in (wbar, lam, rho)))
     wbar, lam, rho = (jnp.asarray(a, dtype) for a in (wbar, lam, rho))
@@ -188,10 +215,21 @@ def first_crossing_time(
 
     Returns:
       The crossing time, a scalar; `t[0]` if `w[0] >= threshold`; `+inf` if the
-      curve never reaches the threshold (never NaN).
+      curve never reaches the threshold (never NaN for finite inputs).
+
+    Raises:
+      ValueError: if `t`, `w` (and `dwdt`) are not 1-D of one length with at least
+        two samples, or `threshold` is not finite (checked when concrete).
     """
     t = jnp.asarray(t)
     w = jnp.asarray(w)
+    check_shape("t", t, (None,), "(t,)")
+    if t.shape[0] < 2:
+        raise ValueError(f"t: expected at least 2 samples; got {t.shape[0]}")
+    check_shape("w", w, t.shape, f"{t.shape} (as t)")
+    if dwdt is not None:
+        check_shape("dwdt", dwdt, t.shape, f"{t.shape} (as t)")
+    check_finite("threshold", threshold)
     above = w >= threshold
     k = jnp.argmax(above)  # first index at or above the threshold
     k = jnp.maximum(k, 1)
@@ -211,7 +249,10 @@ def first_crossing_time(
 
         grad = jax.grad(hermite)
         for _ in range(8):  # Newton from the linear guess; converges in 2-4 steps
-            s = jnp.clip(s - (hermite(s) - threshold) / grad(s), 0.0, 1.0)
+            slope = grad(s)
+            flat = slope == 0  # a stationary point: keep the current guess
+            step = (hermite(s) - threshold) / jnp.where(flat, 1.0, slope)
+            s = jnp.clip(jnp.where(flat, s, s - step), 0.0, 1.0)
     out = t0 + s * h
     out = jnp.where(above[0], t[0], out)
     return jnp.where(jnp.any(above), out, jnp.inf)
@@ -247,9 +288,14 @@ def integrate_mode(
     Returns:
       `(t, wbar, dwbar)`: times `(t,)`, gains `(t, *k)` and their time derivatives
       `(t, *k)` (for Hermite crossing times, `first_crossing_time`).
+
+    Raises:
+      ValueError: for non-positive or non-finite `lam`, `rho`, `eps` or `t_max`, or
+        `depth < 1` (values checked when concrete).
     """
     check_choice("objective", objective, OBJECTIVES)
     check_choice("convention", convention, CONVENTIONS)
+    _check_mode(lam=lam, rho=rho, eps=eps, t_max=t_max, depth=depth)
     dtype = jnp.result_type(as_float(lam), as_float(rho), as_float(eps))
     lam, rho, eps = jnp.broadcast_arrays(
         *(jnp.asarray(v, dtype) for v in (lam, rho, eps))

@@ -14,7 +14,7 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import check_in_range, check_int_at_least, check_positive
 from jaxfeat._src.typing import PRNGKey
-from jaxfeat.linear_ssl._data import Covariances
+from jaxfeat.linear_ssl._data import Covariances, check_covariances
 
 
 def sample_views(
@@ -24,7 +24,8 @@ def sample_views(
 
     The joint matrix $[[\Sigma_{xx}, \Sigma_{xy}], [\Sigma_{yx}, \Sigma_{yy}]]$ is
     factorised by a symmetric eigendecomposition; eigenvalues below zero (round-off of
-    a PSD matrix) are clipped to zero.
+    a PSD matrix: a concrete input that is not PSD beyond round-off raises) are
+    clipped to zero.
 
     Args:
       key: PRNG key.
@@ -34,10 +35,15 @@ def sample_views(
     Returns:
       `(x, y)`, each of shape `(n, d)`.
 
+    Raises:
+      ValueError: if `n < 1`, or the covariances hold NaN or are not jointly PSD
+        (checked when concrete).
+
     References:
       NumPy equivalent: `numpy.random.Generator.multivariate_normal`.
     """
     check_int_at_least("n", n, 1)
+    check_covariances("cov", cov, xx_definite=False)
     return _sample_views(key, cov, n)
 
 

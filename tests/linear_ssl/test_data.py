@@ -118,3 +118,13 @@ def test_generalized_modes(x64):
     lam, rho, vecs = ls.generalized_modes(rot)
     # Each generalised mode solves yx v = rho xx v.
     assert_close(rot.yx @ vecs, rot.xx @ vecs * rho[None], kind="factorization")
+
+
+def test_sampler_rejects_non_psd_and_nan_covariances(key):
+    eye = jnp.eye(2)
+    with pytest.raises(ValueError, match="joint"):  # corr(x, y) = 2
+        ls.sample_views(key, ls.Covariances(eye, 2 * eye, eye), 10)
+    with pytest.raises(ValueError, match="cov.xx"):
+        ls.sample_views(key, ls.Covariances(eye.at[0, 1].set(jnp.nan), eye, eye), 10)
+    with pytest.raises(ValueError, match="cov.xx"):  # generalized modes need xx PD
+        ls.generalized_modes(ls.Covariances(jnp.zeros((2, 2)), eye, eye))

@@ -68,19 +68,27 @@ def test_gd_critical_times_within_stated_order_eta_bound(x64, objective, depth):
 @pytest.mark.parametrize("objective", ["jepa", "mae"])
 def test_balancedness_conserved_along_gd(key, x64, objective):
     # Gradient flow conserves W^{a+1 T} W^{a+1} - W^a W^{a T} and V^T V - W^L W^{L T}
-    # (claim LSSL-2); each GD step breaks it by eta^2 * (gradient norm)^2, so the
-    # violation stays below eta^2 * sum_k |grad_k|^2 <= eta^2 * steps * max|grad|^2.
+    # (claim LSSL-2). A GD step changes each of them by exactly
+    # eta^2 (g_{a+1}^T g_{a+1} - g_a g_a^T), of Frobenius norm <= eta^2 |g_k|^2 (the
+    # squared norm of the whole gradient), so the violation after n steps is at most
+    # eta^2 * sum_k |g_k|^2, summed along the trajectory (measured: 13% of it for
+    # JEPA, 1.4% for MAE). A gradient off by 5% in V breaks it 10x over.
     spec, cov = _cov()
     state = ls.init_gd(ls.init_orthogonal(key, 0.3, d=2, depth=3))
     cfg = ls.GDConfig(objective=objective, n_steps=3000, log_every=100)
     for lr in (0.02, 0.01):
         _, log = ls.run_gd(state, cov, lr, cfg=cfg, progress=False)
         assert float(log.imbalance[0]) < 1e-14
-        grad = jax.grad(ls.population_loss)(state.params, cov, objective=objective)
-        gnorm2 = sum(float(jnp.sum(g**2)) for g in jax.tree_util.tree_leaves(grad))
-        # measured: violation / (eta^2 * steps) ~ 1e-3; bound uses 10 * |grad(0)|^2
-        assert float(log.imbalance.max()) <= 10 * lr**2 * cfg.n_steps * max(gnorm2, 1)
-    # Halving eta shrinks the violation about 4x over the same time horizon.
+
+        def step(p, _, lr=lr):
+            g = ls.population_gradients(p, cov, objective=objective)
+            g2 = sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(g))
+            return jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g), g2
+
+        _, g2 = jax.lax.scan(step, state.params, length=cfg.n_steps)
+        bound = lr**2 * float(jnp.sum(g2))
+        assert 0 < float(log.imbalance[-1]) <= float(log.imbalance.max()) <= bound
+    # Halving eta shrinks the violation about 2x over the same time horizon.
     cfg2 = ls.GDConfig(objective=objective, n_steps=6000, log_every=200)
     _, a = ls.run_gd(state, cov, 0.02, cfg=cfg, progress=False)
     _, b = ls.run_gd(state, cov, 0.01, cfg=cfg2, progress=False)
@@ -159,8 +167,65 @@ def test_config_validation(field, value, match):
         ls.GDConfig(**kw)
 
 
-def test_negative_lr_raises():
+def _bad_cov():
+    # jointly non-PSD: corr(x, y) = 2
+    eye = jnp.eye(2)
+    return ls.Covariances(eye, 2 * eye, eye)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(lr=-0.1), "lr"),
+        (dict(lr=float("nan")), "lr"),
+        (dict(depth=0), "depth"),
+        (dict(depth=3), "depth"),
+        (dict(ema_decay=1.0), "ema_decay"),
+        (dict(ema_decay=float("nan")), "ema_decay"),
+        (dict(cov="non_psd"), "joint"),
+        (dict(cov="nan"), "cov.yx"),
+    ],
+)
+@pytest.mark.parametrize("entry", ["simulate_gd", "run_gd", "sweep_gd"])
+def test_gd_bad_input_raises(entry, kwargs, match):
     spec, cov = _cov()
+    args = dict(lr=0.1, depth=None, ema_decay=0.0, cov=cov) | kwargs
+    if args["cov"] == "non_psd":
+        args["cov"] = _bad_cov()
+    elif args["cov"] == "nan":
+        args["cov"] = cov._replace(yx=cov.yx.at[0, 0].set(jnp.nan))
     state = ls.init_gd(ls.init_aligned(1e-2, d=2, depth=2))
-    with pytest.raises(ValueError, match="lr"):
-        ls.simulate_gd(state, cov, -0.1, cfg=ls.GDConfig(n_steps=1))
+    cfg = ls.GDConfig(n_steps=1, ema=True)
+    opts = dict(cfg=cfg, depth=args["depth"], ema_decay=args["ema_decay"])
+    if entry == "sweep_gd":
+        batch = lambda t: jax.tree_util.tree_map(lambda v: v[None], t)
+        depth = None if args["depth"] is None else jnp.array([args["depth"]])
+        call = lambda: ls.sweep_gd(
+            batch(state),
+            batch(args["cov"]),
+            jnp.array([args["lr"]]),
+            cfg=cfg,
+            depth=depth,
+            ema_decay=args["ema_decay"],
+            progress=False,
+        )
+    elif entry == "run_gd":
+        call = lambda: ls.run_gd(state, args["cov"], args["lr"], progress=False, **opts)
+    else:
+        call = lambda: ls.simulate_gd(state, args["cov"], args["lr"], **opts)
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@pytest.mark.parametrize("depth", [0, 4])
+def test_depth_outside_the_stack_raises(depth):
+    spec, cov = _cov()
+    params = ls.init_aligned(1e-2, d=2, depth=3)
+    for call in (
+        lambda: ls.encoder_matrix(params, depth),
+        lambda: ls.imbalance(params, depth=depth),
+        lambda: ls.population_loss(params, cov, objective="mae", depth=depth),
+        lambda: ls.population_gradients(params, cov, objective="jepa", depth=depth),
+    ):
+        with pytest.raises(ValueError, match="depth"):
+            call()

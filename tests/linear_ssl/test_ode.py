@@ -84,3 +84,72 @@ def test_first_crossing_time(x64):
     assert_close(ls.first_crossing_time(t, w, 2.0, dw), jnp.asarray(2 ** (1 / 3)))
     assert float(ls.first_crossing_time(t, w, 100.0)) == np.inf
     assert float(ls.first_crossing_time(t, w + 1, 0.5)) == 0.0
+
+
+def test_first_crossing_time_flat_crossing_is_finite(x64):
+    # The curve touches the threshold with zero slope at both bracketing samples: the
+    # Newton step would divide 0 by 0; the crossing is the sample that reaches it.
+    t = jnp.array([0.0, 1.0, 2.0])
+    out = ls.first_crossing_time(t, jnp.array([0.0, 1.0, 1.0]), 1.0, jnp.zeros(3))
+    assert float(out) == 1.0
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((jnp.arange(5.0), jnp.arange(3.0), 1.0), "w"),
+        ((jnp.arange(3.0), jnp.ones((3, 2)), 1.0), "w"),
+        ((jnp.arange(1.0), jnp.arange(1.0), 1.0), "t"),
+        ((jnp.arange(3.0), jnp.arange(3.0), float("nan")), "threshold"),
+        ((jnp.arange(3.0), jnp.arange(3.0), 1.0, jnp.ones(2)), "dwdt"),
+    ],
+)
+def test_first_crossing_time_bad_input(args, match):
+    # under the test suite's jaxtyping hook, shape errors surface as TypeCheckError
+    with pytest.raises((ValueError, TypeError), match=match):
+        ls.first_crossing_time(*args)
+
+
+@pytest.mark.parametrize(
+    "fn, kwargs, match",
+    [
+        ("mode_rhs", dict(rho=0.0), "rho"),
+        ("mode_rhs", dict(lam=float("nan")), "lam"),
+        ("mode_rhs", dict(depth=0), "depth"),
+        ("mode_rhs", dict(u=float("nan")), "u"),
+        ("end_to_end_rhs", dict(wbar=-0.1), "wbar"),
+        ("end_to_end_rhs", dict(depth=0), "depth"),
+        ("integrate_mode", dict(eps=-1e-3), "eps"),
+        ("integrate_mode", dict(rho=-0.5), "rho"),
+        ("integrate_mode", dict(t_max=float("nan")), "t_max"),
+        ("time_scale", dict(depth=0), "depth"),
+    ],
+)
+def test_ode_bad_input_names_the_argument(fn, kwargs, match):
+    base = dict(u=0.1, v=0.1, wbar=0.1, lam=1.0, rho=0.5, eps=1e-3, depth=2)
+    args = base | kwargs
+    calls = {
+        "mode_rhs": lambda: ls.mode_rhs(
+            args["u"],
+            args["v"],
+            args["lam"],
+            args["rho"],
+            args["depth"],
+            objective="jepa",
+        ),
+        "end_to_end_rhs": lambda: ls.end_to_end_rhs(
+            args["wbar"], args["lam"], args["rho"], args["depth"], objective="mae"
+        ),
+        "integrate_mode": lambda: ls.integrate_mode(
+            args["lam"],
+            args["rho"],
+            args["eps"],
+            args["depth"],
+            objective="jepa",
+            t_max=args.get("t_max", 10.0),
+            n_steps=10,
+        ),
+        "time_scale": lambda: ls.time_scale(args["depth"], "gradient_flow"),
+    }
+    with pytest.raises(ValueError, match=match):
+        calls[fn]()
