@@ -238,29 +238,56 @@ def git_sha() -> str | None:
 
 
 def code_version(exp: Experiment) -> str:
-    """Hash of the library sources, this module and the experiment's script."""
+    """Hash of everything an experiment's numbers depend on in this repository.
+
+    The library sources, the shared modules of `experiments/` and every module of the
+    experiment's pillar folder (its script and the private helpers it imports), each
+    under its path relative to the repository, plus the JAX and jaxlib versions.
+    """
+    import jaxlib
+
     import jaxfeat
 
     h = hashlib.sha256()
-    files = sorted(Path(jaxfeat.__file__).parent.rglob("*.py"))
-    files += [Path(__file__)]
+    lib = Path(jaxfeat.__file__).parent
+    here = Path(__file__).parent
+    files = sorted(lib.rglob("*.py")) + sorted(here.glob("*.py"))
     spec = importlib.util.find_spec(exp.module) if exp.module else None
     if spec is not None and spec.origin:
-        files.append(Path(spec.origin))
-    for f in files:
-        h.update(f.name.encode())
+        files += sorted(Path(spec.origin).parent.glob("*.py"))
+    for f in dict.fromkeys(files):  # ordered, without repeats
+        try:
+            name = f.resolve().relative_to(here.parent.resolve())
+        except ValueError:  # an installed copy outside the repository
+            name = f.relative_to(lib.parent)
+        h.update(str(name).encode())
         h.update(f.read_bytes())
+    h.update(f"jax {jax.__version__} jaxlib {jaxlib.__version__}".encode())
     return h.hexdigest()[:16]
 
 
+def _publish(tmp: str, path: Path) -> None:
+    """Gives a finished temporary file the usual permissions, then renames it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
+    os.replace(tmp, path)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Writes to a temporary file in the same directory, then renames it over `path`."""
+    """Writes to a temporary file in the same directory, then renames it over `path`.
+
+    The data is flushed to disk before the rename, so a crash leaves either the old
+    file or the new one, never a truncated one.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.replace(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -273,7 +300,7 @@ def atomic_write_figure(fig, path: Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

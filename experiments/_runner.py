@@ -11,6 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
+import jax
 from tqdm.auto import tqdm
 
 import experiments
@@ -42,23 +43,37 @@ def _pillar_rank(exp) -> int:
     return PILLAR_ORDER.index(exp.pillar) if exp.pillar in PILLAR_ORDER else 99
 
 
+def _load(path: Path) -> dict | None:
+    """A results.json as a dict, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def stale_reason(exp, old: dict, scale: str, seed: int, x64: bool) -> str | None:
+    """Why results `old` of `exp` are not those this config and code would produce."""
+    cfg = to_json(dataclasses.asdict(exp.config(scale)))
+    env = old.get("environment", {})
+    checks = (
+        (old.get("scale") == scale, f"scale {old.get('scale')!r}, not {scale!r}"),
+        (old.get("seed") == seed, f"seed {old.get('seed')!r}, not {seed}"),
+        (old.get("config") == cfg, "another config"),
+        (env.get("x64") == x64, f"x64={env.get('x64')}"),
+        (old.get("code_version") == code_version(exp), "an older code version"),
+        (env.get("backend") == jax.default_backend(), f"backend {env.get('backend')}"),
+    )
+    reasons = [why for ok, why in checks if not ok]
+    return "; ".join(reasons) or None
+
+
 def is_current(exp, out_root: Path, scale: str, seed: int, x64: bool) -> bool:
     """True if `out_root` holds results of `exp` for this config and code version."""
     path = out_root / exp.slug / "results.json"
-    if not path.exists() or not (path.parent / "figure.png").exists():
+    if not (path.parent / "figure.png").exists():
         return False
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    cfg = to_json(dataclasses.asdict(exp.config(scale)))
-    return (
-        old.get("scale") == scale
-        and old.get("seed") == seed
-        and old.get("config") == cfg
-        and old.get("environment", {}).get("x64") == x64
-        and old.get("code_version") == code_version(exp)
-    )
+    old = _load(path)
+    return old is not None and stale_reason(exp, old, scale, seed, x64) is None
 
 
 def reproduce(args) -> int:
@@ -108,7 +123,9 @@ def reproduce(args) -> int:
             continue
         if failed_checks(results):
             failed.append(name)
-    report = write_report(out_root, registry)
+    report = write_report(
+        out_root, registry, scale=args.scale, seed=args.seed, crashed=crashed
+    )
     print(f"report: {report}")
     if crashed or failed:
         print(
@@ -119,8 +136,21 @@ def reproduce(args) -> int:
     return 0
 
 
-def write_report(out_root: Path, registry: dict) -> Path:
-    """Writes `REPORT.md`: every claim with PASS/FAIL and its measured number."""
+def write_report(
+    out_root: Path,
+    registry: dict,
+    *,
+    scale: str | None = None,
+    seed: int | None = None,
+    crashed: list[str] = (),
+) -> Path:
+    """Writes `REPORT.md`: every claim with PASS/FAIL and its measured number.
+
+    With `scale` and `seed` (a `reproduce` run), results in `out_root` that this run's
+    config and code would not reproduce (another scale, seed or code version), and
+    those of experiments that crashed in this run, are shown marked STALE and left out
+    of the totals; unreadable results.json files are listed.
+    """
     lines = ["# jaxfeat reproduction report", ""]
     lines += [
         f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. A `check` is a "
@@ -128,16 +158,27 @@ def write_report(out_root: Path, registry: dict) -> Path:
         "a `finding` is a paper's claim, reported as measured.",
         "",
     ]
-    summary, sections, not_reproduced = [], [], []
-    for exp in registry.values():
+    summary, sections, not_reproduced, stale, unreadable = [], [], [], [], []
+    for name, exp in registry.items():
         path = out_root / exp.slug / "results.json"
         if not path.exists():
             continue
-        res = json.loads(path.read_text())
+        res = _load(path)
+        if res is None:
+            unreadable.append(f"- `{exp.slug}/results.json` is unreadable (rerun it)")
+            continue
+        why = None
+        if name in crashed:
+            why = "the experiment crashed in this run; these are earlier results"
+        elif scale is not None:
+            why = stale_reason(exp, res, scale, seed, exp.x64)
         env = res["environment"]
+        title = f"## {exp.slug}: {res.get('title', exp.title)}"
+        sections += [title + (" (STALE)" if why else ""), ""]
+        if why:
+            stale.append(f"- `{exp.slug}`: {why}")
+            sections += [f"**STALE, not counted**: {why}.", ""]
         sections += [
-            f"## {exp.slug}: {res.get('title', exp.title)}",
-            "",
             f"scale `{res['scale']}`, seed {res['seed']}, "
             f"{res['wall_time_s']:.1f} s on {env['backend']} "
             f"({env['device_kind']}), x64={env['x64']}, jax {env['jax']}",
@@ -156,6 +197,8 @@ def write_report(out_root: Path, registry: dict) -> Path:
                 f"| {c['id']} | {c['kind']} | {stmt} | "
                 f"{fmt(c['measured'])} | {fmt(c['expected'])} | {status} |"
             )
+            if why:
+                continue
             summary.append((c["kind"], status))
             if c["kind"] == "finding" and status != "PASS" and status != "n/a":
                 not_reproduced.append(f"- `{c['id']}` ({exp.slug}): {c['statement']}")
@@ -168,9 +211,14 @@ def write_report(out_root: Path, registry: dict) -> Path:
     n_fail_find = sum(k == "finding" and s != "PASS" and s != "n/a" for k, s in summary)
     lines += [
         f"**{n_pass} of {len(summary)} claims pass**; failed checks: "
-        f"{n_fail_check}; findings that did not reproduce: {n_fail_find}.",
+        f"{n_fail_check}; findings that did not reproduce: {n_fail_find}"
+        + (f"; experiments that crashed: {', '.join(crashed)}" if crashed else "")
+        + ".",
         "",
     ]
+    if stale or unreadable:
+        lines += ["Not counted above (stale or unreadable results):", ""]
+        lines += [*stale, *unreadable, ""]
     if not_reproduced:
         lines += ["Findings that did not reproduce (reported, not hidden):", ""]
         lines += [*not_reproduced, ""]

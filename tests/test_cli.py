@@ -93,3 +93,54 @@ def test_failed_check_sets_exit_code(tmp_path):
     broken_exp = dataclasses.replace(exp, run=broken)
     assert broken_exp.cli(["--smoke", "--no-progress", "--out-dir", str(tmp_path)]) == 1
     assert exp.cli(["--smoke", "--no-progress", "--out-dir", str(tmp_path)]) == 0
+
+
+def test_report_marks_crashed_and_stale_results_and_survives_bad_json(
+    tmp_path, monkeypatch, capsys
+):
+    assert _reproduce(tmp_path) == 0
+    report = tmp_path / "REPORT.md"
+    assert "STALE" not in report.read_text()
+    assert oct(report.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's mode
+    # A crash in a --force rerun: exit 1, and the earlier results are not counted.
+    registry = _runner.discover()
+    exp = registry[NAME]
+
+    def crash(cfg, key, progress=True):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(registry, NAME, dataclasses.replace(exp, run=crash))
+    monkeypatch.setattr(_runner, "discover", lambda: registry)
+    assert _reproduce(tmp_path, "--force") == 1
+    text = report.read_text()
+    assert "STALE" in text and "crashed" in text and "**0 of 0 claims pass**" in text
+    monkeypatch.undo()
+    # A truncated results.json elsewhere in the folder is listed, not fatal.
+    other = tmp_path / "linear_ssl" / "rho_greedy"
+    other.mkdir(parents=True)
+    (other / "results.json").write_text('{"experiment": ')
+    capsys.readouterr()
+    assert _reproduce(tmp_path) == 0
+    assert "rho_greedy/results.json` is unreadable" in report.read_text()
+    # Results of another scale are shown but not counted.
+    _runner.write_report(tmp_path, _runner.discover(), scale="default", seed=0)
+    text = report.read_text()
+    assert "scale 'smoke', not 'default'" in text and "**0 of 0 claims pass**" in text
+
+
+def test_code_version_covers_pillar_helpers(tmp_path, monkeypatch):
+    # A change in a private helper module of the pillar folder changes the version.
+    from pathlib import Path
+
+    from experiments import _common
+
+    exp = _runner.discover()[NAME]
+    before = _common.code_version(exp)
+    helper = Path(_common.__file__).parent / "linear_ssl" / "_shared.py"
+    original = helper.read_bytes()
+    try:
+        helper.write_bytes(original + b"\n# touched\n")
+        assert _common.code_version(exp) != before
+    finally:
+        helper.write_bytes(original)
+    assert _common.code_version(exp) == before

@@ -218,3 +218,11 @@ def test_traced_depth_without_max_depth_is_a_clear_error():
         jax.vmap(lambda L: ls.critical_time(1.0, 0.8, 1e-3, L, objective="jepa"))(
             jnp.arange(1, 3)
         )
+
+
+def test_depth_above_max_depth_raises_in_both_forms():
+    # A sum truncated at max_depth would silently give a smaller time (8104 vs 64540).
+    with pytest.raises(ValueError, match="^depth"):
+        ls.critical_time_laurent(1.0, 0.9, 1e-3, 10, max_depth=2)
+    with pytest.raises(ValueError, match="^depth"):
+        ls.critical_time(1.0, 0.9, 1e-3, 10, objective="jepa", max_depth=2)
