@@ -93,7 +93,9 @@ def init_aligned(
       d: feature dimension.
       depth: encoder depth $L \ge 1$ (may be traced when `max_depth` is given).
       max_depth: number of stacked layers; default `depth` (which must then be an int).
-        Layers beyond `depth` are set to the identity.
+        Layers beyond `depth` are set to the identity; pass the same `depth` to
+        every later call (`simulate_gd`, `run_gd`, losses), or those layers count
+        as active and are trained.
       dtype: float dtype; default: that of `eps`, or the default float.
 
     Returns:
