@@ -100,13 +100,13 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     n, d, lam, nq = cfg.n, cfg.d, cfg.lam, cfg.n_queries
     k_main, k_strong = jax.random.split(key)
     x, y, xq, yq = _problem(k_main, n, d, nq, cfg.logit_std)
-    y = y.astype(x.dtype)  # Newton uses float labels; influence casts to int
+    y_f = y.astype(x.dtype)  # Newton uses float labels; influence integer ones
     newton = jax.jit(_newton, static_argnums=5)
-    theta, last_step = newton(jnp.zeros(d), x, y, jnp.ones(n), lam, 40)
+    theta, last_step = newton(jnp.zeros(d), x, y_f, jnp.ones(n), lam, 40)
     retrain = jax.jit(
         jax.vmap(
             lambda i: _newton(
-                theta, x, y, jnp.ones(n).at[i].set(0.0), lam, cfg.loo_newton_steps
+                theta, x, y_f, jnp.ones(n).at[i].set(0.0), lam, cfg.loo_newton_steps
             )
         )
     )

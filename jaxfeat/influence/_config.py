@@ -6,6 +6,8 @@ One frozen, hashable config selects the curvature strategy, the curvature matrix
 """
 
 import dataclasses
+import math
+import numbers
 
 from jaxfeat._src.checks import check_choice, check_int_at_least
 
@@ -43,9 +45,12 @@ class IHVPConfig:
         For a sequence output `(T, k)`, `"exact"` takes `T k` backward passes per
         example (one per position and class); prefer `"sampled"` for long
         sequences or large vocabularies (one label per position per draw).
-      damping: $\lambda \ge 0$, or `None` for $0.1\times$ the mean eigenvalue of
-        $G$ (per layer, $0.1\times\mathrm{mean}(\Lambda_\ell)$, for `kfac`/`ekfac`).
-      n_samples: sampled labels per example (`fisher="sampled"`).
+      damping: finite $\lambda \ge 0$, or `None` for $0.1\times$ the mean
+        eigenvalue of $G$ (per layer, $0.1\times\mathrm{mean}(\Lambda_\ell)$, for
+        `kfac`/`ekfac`). `fit_curvature` refuses a damped curvature that is
+        singular (e.g. `0` with a rank-deficient $G$).
+      n_samples: sampled labels per example (`fisher="sampled"`). This and the
+        other counts must be Python (or NumPy) ints.
       cg_tol: CG stops when $\|r\| \le$ `cg_tol` $\cdot \|v\|$.
       cg_maxiter: CG iteration cap.
       lissa_iters: LiSSA recursion depth.
@@ -79,28 +84,46 @@ class IHVPConfig:
         check_choice("loss", self.loss, LOSSES)
         check_choice("curvature", self.curvature, CURVATURES)
         check_choice("fisher", self.fisher, FISHER_MODES)
-        if self.damping is not None and not self.damping >= 0:
+        if self.damping is not None and not (
+            isinstance(self.damping, numbers.Real)
+            and math.isfinite(self.damping)
+            and self.damping >= 0
+        ):
             raise ValueError(
-                f"damping: expected a non-negative float or None; got {self.damping!r}"
+                f"damping: expected a finite float >= 0 or None; got {self.damping!r}"
             )
         if self.curvature == "hessian" and self.strategy in KRONECKER:
             raise ValueError(
                 f"curvature: 'hessian' is not Kronecker-factored; use 'ggn' with "
                 f"strategy={self.strategy!r}"
             )
-        check_int_at_least("n_samples", self.n_samples, 1)
-        check_int_at_least("cg_maxiter", self.cg_maxiter, 1)
-        check_int_at_least("lissa_iters", self.lissa_iters, 1)
-        check_int_at_least("arnoldi_rank", self.arnoldi_rank, 1)
-        check_int_at_least("arnoldi_iters", self.arnoldi_iters, self.arnoldi_rank)
-        if not self.cg_tol > 0:
+        for name in ("n_samples", "cg_maxiter", "lissa_iters", "arnoldi_rank"):
+            check_python_int(name, getattr(self, name), 1)
+        check_python_int("arnoldi_iters", self.arnoldi_iters, self.arnoldi_rank)
+        if not (isinstance(self.cg_tol, numbers.Real) and self.cg_tol > 0):
             raise ValueError(f"cg_tol: expected > 0; got {self.cg_tol!r}")
-        if self.lissa_scale is not None and not self.lissa_scale > 0:
+        if self.lissa_scale is not None and not (
+            isinstance(self.lissa_scale, numbers.Real)
+            and math.isfinite(self.lissa_scale)
+            and self.lissa_scale > 0
+        ):
             raise ValueError(
-                f"lissa_scale: expected > 0 or None; got {self.lissa_scale!r}"
+                "lissa_scale: expected a finite float > 0 or None; got "
+                f"{self.lissa_scale!r}"
             )
 
     @property
     def needs_key(self) -> bool:
         """Whether fitting draws random labels (`fisher="sampled"`)."""
         return self.fisher == "sampled" and self.curvature == "ggn"
+
+
+def check_python_int(name: str, value, minimum: int) -> None:
+    """Raises unless `value` is a Python (or NumPy) integer `>= minimum`.
+
+    Sizes fix shapes and loop counts, so a float such as `2.0` (which would fail
+    later, inside a trace) or a bool is rejected here.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected a Python int; got {value!r}")
+    check_int_at_least(name, int(value), minimum)

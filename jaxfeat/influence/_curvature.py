@@ -13,18 +13,25 @@ from typing import Any, NamedTuple
 import einops
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
 from jaxfeat._src.arrays import to_device
-from jaxfeat._src.checks import check_finite, check_int_at_least
+from jaxfeat._src.checks import check_finite, is_concrete
 from jaxfeat._src.compile_options import CostAwareJit
 from jaxfeat._src.typing import PRNGKey
-from jaxfeat.influence._config import KRONECKER, MATRIX_FREE, IHVPConfig
+from jaxfeat.influence._config import (
+    KRONECKER,
+    MATRIX_FREE,
+    IHVPConfig,
+    check_python_int,
+)
 from jaxfeat.influence._grads import (
     Model,
+    check_targets,
     dense_from_matrix,
     dense_matrix,
     example_keys,
@@ -281,13 +288,62 @@ def check_params(name: str, params, treedef, shapes) -> None:
         )
 
 
-def check_data(name_x: str, x, name_y: str, y) -> None:
-    """Raises `ValueError` unless `x` and `y` share a leading example axis."""
-    if jnp.ndim(x) < 1 or jnp.ndim(y) < 1 or jnp.shape(x)[0] != jnp.shape(y)[0]:
+def check_invertible(cfg: IHVPConfig, factors, damping) -> None:
+    r"""Raises `ValueError` if a concrete fitted $G + \lambda I$ is (near) singular.
+
+    `exact`/`arnoldi` compare the smallest kept eigenvalue plus $\lambda$, and
+    `kfac`/`ekfac` each layer's smallest $\Lambda$ entry plus $\lambda_\ell$, with
+    `10 eps` times the largest magnitude (eigenvalues, damping): below it the
+    solve returns NaN or round-off-dominated values. Matrix-free strategies have no
+    spectrum to check (LiSSA's divergence is caught on its result, `check_solve`).
+    """
+    if cfg.strategy in ("exact", "arnoldi"):
+        blocks = [("", factors.evals, damping)]
+    elif cfg.strategy in KRONECKER:
+        blocks = [
+            (f" in dense layer {i}", f.lam, d)
+            for i, (f, d) in enumerate(zip(factors, damping, strict=True))
+        ]
+    else:
+        return
+    if not is_concrete([(ev, d) for _, ev, d in blocks]):
+        return
+    for where, ev, d in blocks:
+        ev_np, lam = np.asarray(ev), float(d)
+        eps = np.finfo(ev_np.dtype).eps
+        low = float(ev_np.min()) + lam
+        scale = max(float(np.abs(ev_np).max()), abs(lam))
+        if not low > max(10 * eps * scale, np.finfo(ev_np.dtype).tiny):
+            given = "None (0.1 x mean eigenvalue)" if cfg.damping is None else lam
+            raise ValueError(
+                f"damping: the damped curvature{where} is singular or not positive "
+                f"definite (smallest eigenvalue {ev_np.min():.3g} + damping "
+                f"{lam:.3g} = {low:.3g}, largest {scale:.3g}) with damping={given}; "
+                "increase damping"
+            )
+
+
+def check_solve(state: "CurvatureState", out, name: str) -> None:
+    r"""Raises `ValueError` if a concrete inverse-curvature product is not finite.
+
+    A LiSSA recursion whose scale is below $\lambda_{\max}(G + \lambda I)/2$ diverges
+    (the error then names `lissa_scale`); otherwise `name`'s values are blamed.
+    """
+    if not is_concrete(out):
+        return
+    leaves = jax.tree_util.tree_leaves(out)
+    if all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in leaves):
+        return
+    if state.cfg.strategy == "lissa":
         raise ValueError(
-            f"{name_y}: expected a leading axis of {name_x}'s size "
-            f"{jnp.shape(x)[:1]}; got shape {jnp.shape(y)}"
+            "lissa_scale: the LiSSA recursion diverged (NaN/inf); expected a scale "
+            "above half the largest eigenvalue of G + damping I; got "
+            f"{float(state.factors.scale):.3g} (use None to estimate it)"
         )
+    raise ValueError(
+        f"{name}: expected finite values; got NaN or infinity in its gradients "
+        "or their inverse-curvature products"
+    )
 
 
 def fit_curvature(
@@ -321,7 +377,9 @@ def fit_curvature(
         example, or an `ntk.MLPConfig`.
       params: parameters $\theta^s$ (for an `MLPConfig`: a tuple of `ntk.Dense`).
       x: training inputs `(n, ...)`.
-      y: labels `(n,)` (cross-entropy) or targets `(n, k)` (MSE).
+      y: integer labels `(n,)` in `[0, k)` (cross-entropy; `(n, T)` for a
+        sequence) or targets `(n, k)` (MSE; `(n, T, k)`), checked against the
+        model's output shape.
       cfg: the strategy, Fisher mode and damping.
       key: PRNG key for `fisher="sampled"` (labels drawn per example with
         `fold_in(key, n)`); required there, ignored otherwise.
@@ -339,7 +397,13 @@ def fit_curvature(
       ValueError: for a `kfac`/`ekfac` model with a parameter outside every dense
         layer (the error names it), a missing
         `key` for sampled labels, `damping=None` with a matrix-free Hessian, or
-        mismatched `x`/`y`; for NaN/inf in concrete `params` or `x`.
+        mismatched `x`/`y`; for NaN/inf in concrete `params`, `x` or (MSE) `y`;
+        for targets that do not fit the model output (MSE: `y.shape[1:]` must be
+        the output shape; cross-entropy: integer labels of the output's leading
+        shape, concrete values in `[0, k)`); and (concrete fits of `exact`,
+        `arnoldi`, `kfac`, `ekfac`) for a damped curvature that is singular or
+        not positive definite, naming `damping` (see `check_invertible`).
+      TypeError: for non-integer cross-entropy labels or a non-int `chunk_size`.
 
     References:
       Grosse et al. 2023, arXiv:2308.03296, eqs. (16)-(20); George et al. 2018,
@@ -360,16 +424,16 @@ def fit_curvature(
             "computed for curvature='ggn' or strategy='exact'; pass a float"
         )
     x, y = to_device(x), to_device(y)
-    check_data("x", x, "y", y)
     check_tree_finite("params", params)
     check_finite("x", x)
+    check_targets("x", x, "y", y, model=model, params=params, loss=cfg.loss)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     shapes = tuple(jnp.shape(leaf) for leaf in leaves)
     layers = _model_layers(model, params, x, cfg)
     if chunk_size is None:
         factors, damping = _fit_jit(model, params, x, y, key, cfg, layers)
     else:
-        check_int_at_least("chunk_size", chunk_size, 1)
+        check_python_int("chunk_size", chunk_size, 1)
         if cfg.strategy not in KRONECKER:
             raise ValueError(
                 f"chunk_size: streamed fitting is for 'kfac'/'ekfac'; strategy "
@@ -378,6 +442,7 @@ def fit_curvature(
         factors, damping = _fit_streamed(
             model, layers, params, x, y, key, cfg, chunk_size, progress
         )
+    check_invertible(cfg, factors, damping)
     return CurvatureState(factors, damping, cfg, model, treedef, shapes, layers)
 
 
@@ -556,11 +621,14 @@ def ihvp(state: CurvatureState, v):
 
     Raises:
       ValueError: if `v` does not match the fitted parameters, or a concrete `v`
-        holds NaN/inf.
+        holds NaN/inf; if a concrete result is not finite (for `lissa` the error
+        names `lissa_scale`: the recursion diverged).
 
     References:
       Koh & Liang 2017, arXiv:1703.04730; Grosse et al. 2023, arXiv:2308.03296.
     """
     batched = is_batched(state, v)
     check_tree_finite("v", v)
-    return _ihvp_jit(state, v, batched)
+    out = _ihvp_jit(state, v, batched)
+    check_solve(state, out, "v")
+    return out

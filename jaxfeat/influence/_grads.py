@@ -14,11 +14,17 @@ from collections.abc import Callable
 import einops
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
-from jaxfeat._src.checks import check_choice, check_int_at_least
+from jaxfeat._src.checks import (
+    check_choice,
+    check_finite,
+    check_int_at_least,
+    is_concrete,
+)
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.influence._config import LOSSES
 from jaxfeat.influence._taps import layer_factors, tapped_vjp
@@ -31,6 +37,67 @@ def model_apply(model: Model, params, x: ArrayLike) -> Array:
     if isinstance(model, ntk.MLPConfig):
         return ntk.mlp_apply(params, x, model)
     return model(params, x)
+
+
+def output_shape(model: Model, params, x: ArrayLike) -> tuple:
+    """Output shape of `model` for one example of the batch `x` (abstract)."""
+    spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+    one = jax.ShapeDtypeStruct(jnp.shape(x)[1:], jnp.result_type(x))
+    out = jax.eval_shape(
+        lambda p, xi: model_apply(model, p, xi),
+        jax.tree_util.tree_map(spec, params),
+        one,
+    )
+    return tuple(out.shape)
+
+
+def check_data(name_x: str, x, name_y: str, y) -> None:
+    """Raises `ValueError` unless `x` and `y` share a leading example axis."""
+    if jnp.ndim(x) < 1 or jnp.ndim(y) < 1 or jnp.shape(x)[0] != jnp.shape(y)[0]:
+        raise ValueError(
+            f"{name_y}: expected a leading axis of {name_x}'s size "
+            f"{jnp.shape(x)[:1]}; got shape {jnp.shape(y)}"
+        )
+
+
+def check_targets(name_x: str, x, name_y: str, y, *, model, params, loss) -> None:
+    """Raises unless `y` holds valid targets of `model` on the batch `x`.
+
+    Cross-entropy: integer class indices of shape `(n,)` (`(n, T)` for a `(T, k)`
+    sequence output; not one-hot), with concrete values in `[0, k)`. MSE: targets
+    of shape `(n, *output_shape)` (no silent broadcasting), finite when concrete.
+    Shapes and dtypes are checked at trace time; values only when concrete.
+    """
+    check_data(name_x, x, name_y, y)
+    out = output_shape(model, params, x)
+    n = jnp.shape(x)[0]
+    if loss == "cross_entropy":
+        want = (n, *out[:-1])
+        if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
+            raise TypeError(
+                f"{name_y}: expected integer class labels of shape {want} for "
+                f"loss='cross_entropy'; got dtype {jnp.result_type(y)}"
+            )
+        if jnp.shape(y) != want:
+            raise ValueError(
+                f"{name_y}: expected integer class labels of shape {want} (one "
+                f"index per output row, not one-hot) for outputs {out}; got shape "
+                f"{jnp.shape(y)}"
+            )
+        if is_concrete(y) and jnp.size(y):
+            v = np.asarray(y)
+            if v.min() < 0 or v.max() >= out[-1]:
+                raise ValueError(
+                    f"{name_y}: expected class labels in [0, {out[-1]}); got range "
+                    f"[{v.min()}, {v.max()}]"
+                )
+        return
+    if tuple(jnp.shape(y)[1:]) != out:
+        raise ValueError(
+            f"{name_y}: expected targets of shape {(n, *out)} (the model output per "
+            f"example) for loss='mse'; got {jnp.shape(y)}"
+        )
+    check_finite(name_y, y)
 
 
 def output_loss(f: ArrayLike, y: ArrayLike, loss: str) -> Array:
@@ -100,8 +167,15 @@ def per_example_losses(
 
     Returns:
       Losses, shape `(n,)`.
+
+    Raises:
+      ValueError: if `x` and `y` differ in their leading axis, concrete `x` holds
+        NaN/inf, or (for a loss from `example_loss_fn`) `y` is not valid targets
+        (see `fit_curvature`); TypeError: for non-integer cross-entropy labels.
     """
-    return _losses_jit(loss_fn, params, jnp.asarray(x), jnp.asarray(y))
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    _check_batch(loss_fn, params, x, y)
+    return _losses_jit(loss_fn, params, x, y)
 
 
 def per_example_grads(loss_fn: Callable, params, x: ArrayLike, y: ArrayLike):
@@ -115,8 +189,23 @@ def per_example_grads(loss_fn: Callable, params, x: ArrayLike, y: ArrayLike):
 
     Returns:
       A pytree like `params` whose leaves carry a leading axis `n`.
+
+    Raises:
+      ValueError, TypeError: as `per_example_losses`.
     """
-    return _grads_jit(loss_fn, params, jnp.asarray(x), jnp.asarray(y))
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    _check_batch(loss_fn, params, x, y)
+    return _grads_jit(loss_fn, params, x, y)
+
+
+def _check_batch(loss_fn, params, x, y) -> None:
+    check_finite("x", x)
+    if isinstance(loss_fn, _ExampleLoss):
+        check_targets(
+            "x", x, "y", y, model=loss_fn.model, params=params, loss=loss_fn.loss
+        )
+    else:  # an opaque loss: only the example axis is known
+        check_data("x", x, "y", y)
 
 
 def output_pseudo_grads(
@@ -367,7 +456,7 @@ def random_projection(
       Projected gradients, shape `(n, k)`.
 
     Raises:
-      ValueError: if `k < 1` or `kind` is unknown.
+      ValueError: if `k < 1`, `kind` is unknown, or concrete `grads` hold NaN/inf.
 
     References:
       Park et al. 2023, arXiv:2303.14186 (TRAK); Xia et al. 2024, arXiv:2402.04333
@@ -376,6 +465,7 @@ def random_projection(
     check_int_at_least("k", k, 1)
     check_choice("kind", kind, ("rademacher", "gaussian"))
     g = flatten_batch(grads)
+    check_finite("grads", g)
     shape = (g.shape[1], k)
     if kind == "rademacher":
         proj = jax.random.rademacher(key, shape, g.dtype)

@@ -15,10 +15,41 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float
 
-from jaxfeat._src.checks import check_choice, check_int_at_least, check_positive
+from jaxfeat._src.checks import (
+    check_choice,
+    check_finite,
+    check_int_at_least,
+    check_positive,
+)
 from jaxfeat._src.typing import Scalar
 from jaxfeat.influence._config import LOSSES
-from jaxfeat.influence._grads import Model, model_apply, output_loss
+from jaxfeat.influence._grads import Model, check_targets, model_apply, output_loss
+
+
+def _validate(params_s, x, y, x_z, y_z, eps, damping, model, loss, strict):
+    """Checks shared by `pbrf_objective` and `pbrf_response` (values when concrete)."""
+    check_choice("loss", loss, LOSSES)
+    check_positive("damping", damping, strict=strict)
+    check_finite("eps", eps)
+    if jnp.ndim(eps) != 0:
+        raise ValueError(f"eps: expected a scalar; got shape {jnp.shape(eps)}")
+    if jnp.ndim(x) < 1 or jnp.shape(x_z) != jnp.shape(x)[1:]:
+        raise ValueError(
+            f"x_z: expected one example of shape {jnp.shape(x)[1:]} (x.shape[1:]); "
+            f"got {jnp.shape(x_z)}"
+        )
+    check_finite("x", x)
+    check_finite("x_z", x_z)
+    check_targets("x", x, "y", y, model=model, params=params_s, loss=loss)
+    check_targets(
+        "x_z",
+        x_z[None],
+        "y_z",
+        jnp.asarray(y_z)[None],
+        model=model,
+        params=params_s,
+        loss=loss,
+    )
 
 
 def _objective(params, params_s, x, y, x_z, y_z, eps, damping, model, loss):
@@ -26,7 +57,9 @@ def _objective(params, params_s, x, y, x_z, y_z, eps, damping, model, loss):
         f = model_apply(model, params, xi)
         fs = model_apply(model, params_s, xi)
         gs = jax.grad(output_loss)(fs, yi, loss)
-        return output_loss(f, yi, loss) - output_loss(fs, yi, loss) - gs @ (f - fs)
+        # full inner product: a sequence output (T, k) is not a matrix product
+        lin = jnp.vdot(gs, f - fs)
+        return output_loss(f, yi, loss) - output_loss(fs, yi, loss) - lin
 
     data = jnp.mean(jax.vmap(bregman)(x, y))
     up = eps * output_loss(model_apply(model, params, x_z), y_z, loss)
@@ -68,13 +101,28 @@ def pbrf_objective(
       The objective, a scalar.
 
     Raises:
-      ValueError: for an unknown `loss`.
+      ValueError: for an unknown `loss`, `params` unlike `params_s`, `x_z` not
+        of shape `x.shape[1:]`, targets that do not fit the model output (as in
+        `fit_curvature`), a non-scalar `eps`, or (concrete) negative or
+        non-finite `damping`, non-finite `eps`, `x` or `x_z`.
+      TypeError: for non-integer cross-entropy labels.
 
     References:
       Bae et al. 2022, arXiv:2209.05364, eq. (9); Grosse et al. 2023,
       arXiv:2308.03296, eq. (8).
     """
-    check_choice("loss", loss, LOSSES)
+    x, y, x_z, y_z = (jnp.asarray(a) for a in (x, y, x_z, y_z))
+    _validate(params_s, x, y, x_z, y_z, eps, damping, model, loss, strict=False)
+    p_def, s_def = (jax.tree_util.tree_structure(t) for t in (params, params_s))
+    p_shapes, s_shapes = (
+        [jnp.shape(leaf) for leaf in jax.tree_util.tree_leaves(t)]
+        for t in (params, params_s)
+    )
+    if p_def != s_def or p_shapes != s_shapes:
+        raise ValueError(
+            f"params: expected the structure and leaf shapes of params_s "
+            f"({s_def}, {s_shapes}); got {p_def}, {p_shapes}"
+        )
     return _objective_jit(
         params,
         params_s,
@@ -144,15 +192,16 @@ def pbrf_response(
       Parameters like `params_s`.
 
     Raises:
-      ValueError: for an unknown `loss`, `n_steps < 1` or a concrete negative or
-        non-finite `damping`.
+      ValueError: for an unknown `loss`, `n_steps < 1`, a concrete `damping`
+        that is not finite and $> 0$, and the input checks of `pbrf_objective`.
+      TypeError: for non-integer cross-entropy labels.
 
     References:
       Bae et al. 2022, arXiv:2209.05364; Grosse et al. 2023, arXiv:2308.03296.
     """
-    check_choice("loss", loss, LOSSES)
     check_int_at_least("n_steps", n_steps, 1)
-    check_positive("damping", damping, strict=False)
+    x, y, x_z, y_z = (jnp.asarray(a) for a in (x, y, x_z, y_z))
+    _validate(params_s, x, y, x_z, y_z, eps, damping, model, loss, strict=True)
     return _response_jit(
         params_s,
         jnp.asarray(x),

@@ -16,16 +16,18 @@ from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
 from jaxfeat._src.arrays import leading, to_device
-from jaxfeat._src.checks import check_int_at_least, is_concrete
+from jaxfeat._src.checks import check_finite, check_int_at_least, is_concrete
 from jaxfeat._src.compile_options import CostAwareJit
+from jaxfeat.influence._config import check_python_int
 from jaxfeat.influence._curvature import (
     CurvatureState,
-    check_data,
     check_params,
+    check_solve,
     check_tree_finite,
     ihvp_one,
 )
 from jaxfeat.influence._grads import (
+    check_targets,
     dense_matrix,
     example_loss_fn,
     grad_factors,
@@ -109,14 +111,19 @@ def low_rank_query(
       `(left, right)` of shapes `(q, o, r)` and `(q, r, i)`.
 
     Raises:
-      ValueError: if `rank < 1`.
+      ValueError: if `rank < 1`, `mat` is not 3-D, or a concrete `mat` holds
+        NaN/inf.
 
     References:
       Grosse et al. 2023, arXiv:2308.03296, §3.2.2 (query batching); kronfluence
       `query_gradient_low_rank`.
     """
     check_int_at_least("rank", rank, 1)
-    return _low_rank(jnp.asarray(mat), rank)
+    mat = jnp.asarray(mat)
+    if mat.ndim != 3:
+        raise ValueError(f"mat: expected shape (q, o, i); got {mat.shape}")
+    check_finite("mat", mat)
+    return _low_rank(mat, rank)
 
 
 def _low_rank(mat, rank):
@@ -154,9 +161,11 @@ _prepare_jit = CostAwareJit(_prepare_core, static_argnames="query_rank")
 def _validate(state, params, pairs, chunk_size):
     check_params("params", params, state.treedef, state.shapes)
     for nx, x, ny, y in pairs:
-        check_data(nx, x, ny, y)
+        check_targets(
+            nx, x, ny, y, model=state.model, params=params, loss=state.cfg.loss
+        )
     if chunk_size is not None:
-        check_int_at_least("chunk_size", chunk_size, 1)
+        check_python_int("chunk_size", chunk_size, 1)
 
 
 def pairwise_scores(
@@ -221,9 +230,14 @@ def pairwise_scores(
 
     Raises:
       ValueError: if `params` do not match the fitted ones, query and training
-        inputs/targets disagree in shape, `query_rank` or `per_token` is used
-        without a factored model (or with layers of different lengths `T`), or
-        gradients (concrete) are not finite.
+        inputs/targets disagree in shape, targets do not fit the model output
+        (as in `fit_curvature`: labels in `[0, k)`, MSE targets of the output's
+        shape and finite), `query_rank` or `per_token` is used without a
+        factored model (or with layers of different lengths `T`), or concrete
+        values are not finite (the error names `x_query`, `x_train`, or
+        `lissa_scale` for a diverged LiSSA solve).
+      TypeError: for non-integer cross-entropy labels, or a non-int `chunk_size`
+        or `query_rank`.
 
     References:
       Koh & Liang 2017, arXiv:1703.04730; Grosse et al. 2023, arXiv:2308.03296,
@@ -231,21 +245,22 @@ def pairwise_scores(
     """
     x_query, y_query = to_device(x_query), to_device(y_query)
     x_train, y_train = to_device(x_train), to_device(y_train)
-    pairs = [("x_query", x_query, "y_query", y_query)]
-    pairs.append(("x_train", x_train, "y_train", y_train))
-    _validate(state, params, pairs, chunk_size)
+    # first: the targets' checks below evaluate the model on one example of each
     if x_query.shape[1:] != x_train.shape[1:]:
         raise ValueError(
             f"x_query: expected example shape {x_train.shape[1:]} (as x_train); "
             f"got {x_query.shape[1:]}"
         )
+    pairs = [("x_query", x_query, "y_query", y_query)]
+    pairs.append(("x_train", x_train, "y_train", y_train))
+    _validate(state, params, pairs, chunk_size)
     if y_query.shape[1:] != y_train.shape[1:]:
         raise ValueError(
             f"y_query: expected target shape {y_train.shape[1:]} (as y_train); "
             f"got {y_query.shape[1:]}"
         )
     if query_rank is not None:
-        check_int_at_least("query_rank", query_rank, 1)
+        check_python_int("query_rank", query_rank, 1)
         if not state.factored:
             raise ValueError(
                 "query_rank: query batching needs a factored model (an "
@@ -254,6 +269,7 @@ def pairwise_scores(
     if per_token:
         _check_tokens(state)
     check_tree_finite("params", params)
+    check_finite("x_query", x_query)
     n_query = x_query.shape[0]
     xq, yq = _pad_queries(x_query, y_query)  # one compiled program per bucket
     pq = _prepare_jit(state, params, xq, yq, query_rank)
@@ -264,13 +280,22 @@ def pairwise_scores(
         out = _chunk_jit.call(
             n_chunks, state, params, pq, xs, ys, groups, per_layer, per_token
         )
-        # NaN/inf query gradients propagate to `pq`; checked once the first chunk
-        # is dispatched, so preparing the queries overlaps that chunk's compile.
+        # Non-finite preconditioned queries (a diverged LiSSA, overflowing
+        # gradients) are checked once the first chunk is dispatched, so preparing
+        # the queries overlaps that chunk's compile.
         if unchecked:
-            check_tree_finite("x_query", unchecked.pop())
+            check_solve(state, unchecked.pop(), "x_query")
         return out
 
-    scores = stream_concat(fn, x_train, y_train, chunk_size, progress, "influence")
+    scores = stream_concat(
+        fn,
+        x_train,
+        y_train,
+        chunk_size,
+        progress,
+        "influence",
+        lambda out: check_finite("x_train", out),
+    )
     if per_token:  # ([l,] q, t, m) -> ([l,] q, m, t)
         scores = jnp.swapaxes(scores, -1, -2)
     return leading(scores, n_query, axis=1 if per_layer else 0)  # drop padded queries
@@ -358,4 +383,10 @@ def self_scores(
     _validate(state, params, [("x", x, "y", y)], chunk_size)
     check_tree_finite("params", params)
     fn = lambda n_chunks, xs, ys: _self_jit.call(n_chunks, state, params, xs, ys)
-    return stream_concat(fn, x, y, chunk_size, progress, "self-influence")
+
+    def check(out):  # NaN in x is named first; then a diverged LiSSA solve
+        if is_concrete(out) and not bool(jnp.all(jnp.isfinite(out))):
+            check_finite("x", x)
+        check_solve(state, out, "x")
+
+    return stream_concat(fn, x, y, chunk_size, progress, "self-influence", check)

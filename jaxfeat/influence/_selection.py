@@ -21,10 +21,17 @@ preconditioner, the normalisation and the selector (spec `influence.md` §3):
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from jaxfeat._src.checks import check_finite, check_int_at_least, check_positive
+from jaxfeat._src.checks import (
+    check_finite,
+    check_in_range,
+    check_int_at_least,
+    check_positive,
+    is_concrete,
+)
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.influence._grads import flatten_batch
 
@@ -37,6 +44,49 @@ def _check_2d(name: str, x) -> Array:
         )
     check_finite(name, x)
     return x
+
+
+def _check_tasks(val_tasks, n_val: int, n_tasks: int) -> Array:
+    """`val_tasks` as a 1-D integer array of length `n_val`, every task non-empty.
+
+    Values are checked (in `[0, n_tasks)`, each task present) only when concrete.
+    """
+    tasks = jnp.asarray(val_tasks)
+    if tasks.shape != (n_val,):
+        raise ValueError(
+            f"val_tasks: expected shape ({n_val},) (one task per validation "
+            f"example); got {tasks.shape}"
+        )
+    if not jnp.issubdtype(tasks.dtype, jnp.integer):
+        raise TypeError(f"val_tasks: expected integer task ids; got {tasks.dtype}")
+    if is_concrete(tasks):
+        v = np.asarray(tasks)
+        if v.size and (v.min() < 0 or v.max() >= n_tasks):
+            raise ValueError(
+                f"val_tasks: expected values in [0, {n_tasks}); got range "
+                f"[{v.min()}, {v.max()}]"
+            )
+        empty = sorted(set(range(n_tasks)) - set(v.tolist()))
+        if empty:
+            raise ValueError(
+                f"val_tasks: every task in [0, {n_tasks}) needs a validation "
+                f"example; none for tasks {empty}"
+            )
+    return tasks
+
+
+def _check_weights(name: str, w, n: int, dtype) -> Array:
+    """Marginal weights: shape `(n,)`, finite, non-negative, summing to 1."""
+    w = jnp.asarray(w, dtype)
+    if w.shape != (n,):
+        raise ValueError(f"{name}: expected shape ({n},) (as cost); got {w.shape}")
+    check_positive(name, w, strict=False)
+    if is_concrete(w):
+        total = float(np.sum(np.asarray(w, np.float64)))
+        tol = 1e-6 if np.dtype(w.dtype).itemsize >= 8 else 1e-4
+        if abs(total - 1.0) > tol:
+            raise ValueError(f"{name}: expected weights summing to 1; got {total!r}")
+    return w
 
 
 def l2_normalize(feats: ArrayLike) -> Float[Array, "n k"]:
@@ -68,12 +118,16 @@ def adam_features(
       Features `(n, p)`.
 
     Raises:
-      ValueError: if `mu`/`nu` do not match one gradient, or `eps < 0`.
+      ValueError: if `mu`/`nu` do not match one gradient, `eps < 0`, `b1` or `b2`
+        is outside `[0, 1)`, or concrete `nu` is negative or any input holds
+        NaN/inf.
 
     References:
       Xia et al. 2024, arXiv:2402.04333 (LESS), `less/data_selection`.
     """
     check_positive("eps", eps, strict=False)
+    check_in_range("b1", b1, 0.0, 1.0, closed=(True, False))
+    check_in_range("b2", b2, 0.0, 1.0, closed=(True, False))
     g = flatten_batch(grads)
     m = jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree_util.tree_leaves(mu)])
     v = jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree_util.tree_leaves(nu)])
@@ -82,6 +136,9 @@ def adam_features(
             f"mu/nu: expected {g.shape[1]} entries (one gradient); got "
             f"{m.shape[0]} and {v.shape[0]}"
         )
+    check_finite("grads", g)
+    check_finite("mu", m)
+    check_positive("nu", v, strict=False)  # a second moment: finite and >= 0
     m_new = b1 * m[None] + (1 - b1) * g
     v_new = b2 * v[None] + (1 - b2) * g**2
     return m_new / jnp.sqrt(v_new + eps)
@@ -108,6 +165,11 @@ def less_scores(
     Returns:
       Scores `(n,)`; keep the top fraction.
 
+    Raises:
+      ValueError: for non-2-D or mismatched features, `val_tasks` not of shape
+        `(m,)`, or (concrete) task ids outside `[0, n_tasks)` or a task without
+        a validation example; TypeError: for non-integer `val_tasks`.
+
     References:
       Xia et al. 2024, arXiv:2402.04333, `matching.py` (mean, then max).
     """
@@ -119,7 +181,8 @@ def less_scores(
             f"val_feats: expected {tr.shape[1]} features (as train_feats); got "
             f"{va.shape[1]}"
         )
-    onehot = jax.nn.one_hot(jnp.asarray(val_tasks), n_tasks, dtype=tr.dtype)  # (m, T)
+    tasks = _check_tasks(val_tasks, va.shape[0], n_tasks)
+    onehot = jax.nn.one_hot(tasks, n_tasks, dtype=tr.dtype)  # (m, T)
     counts = onehot.sum(0)
     per_task = (tr @ va.T) @ onehot / jnp.where(counts > 0, counts, 1.0)[None]
     return jnp.max(jnp.where(counts[None] > 0, per_task, -jnp.inf), axis=1)
@@ -199,15 +262,32 @@ def sinkhorn(
     Returns:
       `(plan (n, m), transport cost <P, C>)`.
 
+    Raises:
+      ValueError: if `cost` is not 2-D, `a`/`b` do not match its rows/columns,
+        or (concrete) `cost` holds NaN/inf, or a weight vector is negative,
+        non-finite or does not sum to 1 (within 1e-4 in float32, 1e-6 in
+        float64); for `epsilon <= 0` or `n_iter < 1`.
+
     References:
       Cuturi 2013, arXiv:1306.0895; Feydy et al. 2019 (GeomLoss), used by TAROT.
     """
     check_positive("epsilon", epsilon)
     check_int_at_least("n_iter", n_iter, 1)
     c = jnp.asarray(cost)
+    if c.ndim != 2:
+        raise ValueError(f"cost: expected shape (n, m); got {c.shape}")
+    check_finite("cost", c)
     n, m = c.shape
-    a = jnp.full((n,), 1.0 / n, c.dtype) if a is None else jnp.asarray(a, c.dtype)
-    b = jnp.full((m,), 1.0 / m, c.dtype) if b is None else jnp.asarray(b, c.dtype)
+    a = (
+        jnp.full((n,), 1.0 / n, c.dtype)
+        if a is None
+        else _check_weights("a", a, n, c.dtype)
+    )
+    b = (
+        jnp.full((m,), 1.0 / m, c.dtype)
+        if b is None
+        else _check_weights("b", b, m, c.dtype)
+    )
     log_a = jnp.where(a > 0, jnp.log(jnp.where(a > 0, a, 1.0)), -jnp.inf)
     log_b = jnp.where(b > 0, jnp.log(jnp.where(b > 0, b, 1.0)), -jnp.inf)
 
@@ -316,12 +396,18 @@ def bids_select(
 
     Args:
       a: attribution scores `(n, m)` (training x validation, e.g. LESS cosines).
-      val_tasks: task of every validation column `(m,)`.
+      val_tasks: task of every validation column `(m,)`, in `[0, n_tasks)`.
       n_tasks: number of tasks (each with a column).
       budget: number of examples to select (`<= n`).
 
     Returns:
       Selected row indices `(budget,)` in selection order.
+
+    Raises:
+      ValueError: for a non-2-D or (concrete) non-finite `a`, `val_tasks` not of
+        shape `(m,)`, (concrete) task ids outside `[0, n_tasks)` or a task without
+        a column, or `budget` outside `[1, n]`; TypeError: for non-integer
+        `val_tasks`.
 
     References:
       Dai et al. 2025, arXiv:2501.12147 (BIDS); Algorithm 1 as recalled in the spec
@@ -332,7 +418,8 @@ def bids_select(
     check_int_at_least("budget", budget, 1)
     if budget > z.shape[0]:
         raise ValueError(f"budget: at most {z.shape[0]} examples; got {budget}")
-    onehot = jax.nn.one_hot(jnp.asarray(val_tasks), n_tasks, dtype=z.dtype)
+    tasks = _check_tasks(val_tasks, z.shape[1], n_tasks)
+    onehot = jax.nn.one_hot(tasks, n_tasks, dtype=z.dtype)
     s = z @ onehot / jnp.maximum(onehot.sum(0), 1.0)[None]  # (n, T)
 
     def step(i, carry):

@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxfeat._src.arrays import leading
-from jaxfeat._src.checks import check_finite
 from jaxfeat._src.progress import run_chunks
 from jaxfeat._src.sharding import device_mesh, shard_batch
 
@@ -28,10 +27,12 @@ def _padded(a, lo, chunk):
     return part
 
 
-def stream_concat(fn, x, y, chunk_size, progress, desc):
+def stream_concat(fn, x, y, chunk_size, progress, desc, check):
     """Runs `fn(n_chunks, x_chunk, y_chunk)` over padded chunks sharded over devices.
 
     `n_chunks` (the same for every chunk) lets `fn` size its compile (`CostAwareJit`).
+    `check(out)` validates each chunk's output (e.g. `check_finite` naming the
+    caller's argument for `x`).
     """
     mesh, chunk, n_chunks = _chunking(x.shape[0], chunk_size)
 
@@ -41,7 +42,7 @@ def stream_concat(fn, x, y, chunk_size, progress, desc):
         (xs, ys), _ = shard_batch((_padded(x, lo, chunk), _padded(y, lo, chunk)), mesh)
         out = fn(n_chunks, xs, ys)  # example axis last
         out = leading(out, m, axis=-1)  # drop the padded rows
-        check_finite("x_train", out)
+        check(out)
         return carry, out
 
     _, outs = run_chunks(step, None, n_chunks, desc=desc, progress=progress)

@@ -8,8 +8,9 @@ rewrite the model, the per-example function is traced to a jaxpr and re-evaluate
 by a small interpreter that
 
 * marks every `dot_general` whose one operand is a 2-D parameter leaf (after an
-  optional dtype cast) and whose other operand is not a parameter: a dense layer
-  with weight $W$ (`(i, o)` as in flax, or `(o, i)` as in `x @ W.T`);
+  optional dtype cast and an optional `transpose`) and whose other operand is not
+  a parameter: a dense layer with weight $W$ (`(i, o)` as in flax's `x @ W`, or
+  `(o, i)` as in `x @ W.T` or `W @ x`);
 * pairs it with a bias when the layer output is next `add`-ed to a parameter leaf
   of shape `(o,)` (reshaped or broadcast, as flax's `Dense`/`nnx.Linear` do);
 * records the layer input and adds a zero perturbation to the layer output, so
@@ -71,8 +72,9 @@ class _Ctx:
 def _walk(jaxpr, consts, args, origins, ctx):
     """Evaluates `jaxpr`, tapping dense layers; returns outputs and their origins.
 
-    `origins[v]` is `(leaf, direct)` for values derived from parameter leaf `leaf`
-    (`direct`: the leaf itself, possibly cast; else reshaped/broadcast).
+    `origins[v]` is `(leaf, direct, flipped)` for values derived from parameter
+    leaf `leaf` (`direct`: the leaf itself, possibly cast or, when `flipped`,
+    transposed; else reshaped/broadcast).
     """
     env, origin, dot_out = {}, {}, {}
 
@@ -120,8 +122,16 @@ def _walk(jaxpr, consts, args, origins, ctx):
             env[v] = val
         if name == "convert_element_type" and ins_org[0] is not None:
             origin[eqn.outvars[0]] = ins_org[0]
-        elif name in _SHAPE_OPS and ins_org[0] is not None:
-            origin[eqn.outvars[0]] = (ins_org[0][0], False)
+        elif (
+            name == "transpose"
+            and ins_org[0] is not None
+            and ins_org[0][1]
+            and tuple(eqn.params["permutation"]) == (1, 0)
+        ):  # W.T of a 2-D weight: the same leaf with its axes swapped
+            leaf, _, flipped = ins_org[0]
+            origin[eqn.outvars[0]] = (leaf, True, not flipped)
+        elif name in _SHAPE_OPS + ("transpose",) and ins_org[0] is not None:
+            origin[eqn.outvars[0]] = (ins_org[0][0], False, False)
     return [read(v) for v in jaxpr.outvars], [org(v) for v in jaxpr.outvars]
 
 
@@ -134,13 +144,15 @@ def _match_dense(eqn, ins, ins_org):
         if o is None or not o[1] or other is not None or jnp.ndim(ins[w_pos]) != 2:
             continue
         w_c, a_c = (rc, lc) if w_pos == 1 else (lc, rc)
+        # `w_in_axis` indexes the stored leaf: a transposed use swaps its axes
+        w_in = int(w_c[0])
         return dict(
             weight=o[0],
-            w_in_axis=int(w_c[0]),
+            w_in_axis=1 - w_in if o[2] else w_in,
             w_is_lhs=w_pos == 0,
             act_axis=int(a_c[0]),
             out_shape=tuple(eqn.outvars[0].aval.shape),
-            n_out=int(jnp.shape(ins[w_pos])[1 - w_c[0]]),
+            n_out=int(jnp.shape(ins[w_pos])[1 - w_in]),
         )
     return None
 
@@ -157,7 +169,7 @@ def _run(apply_fn, params, x, perturbs):
     leaves = jax.tree_util.tree_leaves(params)
     closed = jax.make_jaxpr(apply_fn)(params, x)
     n_x = len(jax.tree_util.tree_leaves(x))
-    origins = [(i, True) for i in range(len(leaves))] + [None] * n_x
+    origins = [(i, True, False) for i in range(len(leaves))] + [None] * n_x
     ctx = _Ctx(perturbs)
     args = leaves + jax.tree_util.tree_leaves(x)
     outs, _ = _walk(closed.jaxpr, closed.consts, args, origins, ctx)

@@ -18,6 +18,10 @@ from tests.influence._common import (
     mlp_problem,
 )
 
+# The factors do not depend on the damping; 0 would make G + lambda I singular
+# (softmax S has a null vector), which fit_curvature refuses.
+DAMP = 0.1
+
 
 def _cfg(**kw):
     return influence.IHVPConfig(**kw)
@@ -32,7 +36,7 @@ def _block_ggn(params, x):
 def test_kronecker_order_is_kron_S_A_for_one_example(key, x64):
     params, x, y = mlp_problem(key, n=1)
     state = influence.fit_curvature(
-        MLP, params, x, y, cfg=_cfg(strategy="kfac", damping=0.0)
+        MLP, params, x, y, cfg=_cfg(strategy="kfac", damping=DAMP)
     )
     for f, g in zip(state.factors, _block_ggn(params, x), strict=True):
         # N = 1: K-FAC is exact with row-major (o, i+1) vec <-> kron(S, A).
@@ -48,7 +52,7 @@ def _ekfac_dense(f):
 def test_ekfac_trace_and_frobenius(key, x64):
     params, x, y = mlp_problem(key)
     state = influence.fit_curvature(
-        MLP, params, x, y, cfg=_cfg(strategy="ekfac", damping=0.0)
+        MLP, params, x, y, cfg=_cfg(strategy="ekfac", damping=DAMP)
     )
     for f, g in zip(state.factors, _block_ggn(params, x), strict=True):
         g_ek, g_k = _ekfac_dense(f), jnp.kron(f.s, f.a)
@@ -151,21 +155,21 @@ def test_arnoldi_recovers_top_eigenpairs(key, x64):
 def test_sampled_fisher_approaches_exact(key, x64):
     params, x, y = mlp_problem(key)
     exact = influence.fit_curvature(
-        MLP, params, x, y, cfg=_cfg(strategy="kfac", damping=0.0)
+        MLP, params, x, y, cfg=_cfg(strategy="kfac", damping=DAMP)
     )
     sampled = influence.fit_curvature(
         MLP,
         params,
         x,
         y,
-        cfg=_cfg(strategy="kfac", damping=0.0, fisher="sampled", n_samples=4000),
+        cfg=_cfg(strategy="kfac", damping=DAMP, fisher="sampled", n_samples=4000),
         key=jax.random.fold_in(key, 2),
     )
     # Monte Carlo: rel. error ~ c / sqrt(n * n_samples); c <= 3 stated.
     err = rel_fro(sampled.factors[1].s, exact.factors[1].s)
     assert err < 3 / np.sqrt(8 * 4000)
     emp = influence.fit_curvature(
-        MLP, params, x, y, cfg=_cfg(strategy="kfac", damping=0.0, fisher="empirical")
+        MLP, params, x, y, cfg=_cfg(strategy="kfac", damping=DAMP, fisher="empirical")
     )
     ds = influence.dense_grad_factors(params, x, y, mlp=MLP)[1][1]
     assert_close(emp.factors[1].s, ds.T @ ds / 8, kind="factorization")

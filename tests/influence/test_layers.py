@@ -106,6 +106,41 @@ def test_callable_mlp_ekfac_equals_mlpconfig_ekfac(key, x64):
     assert _rel(s_got, s_ref) < 1e-10
 
 
+def test_transposed_weights_give_the_same_factors_and_scores(key, x64):
+    """`x @ W.T` with `W` stored `(o, i)` (PyTorch layout) is the same layer as
+    `x @ W` with the transpose stored: equal Kronecker factors and scores."""
+    ks = jax.random.split(key, 6)
+    p = {
+        "w1": jax.random.normal(ks[0], (D, H)),
+        "b1": 0.3 * jax.random.normal(ks[1], (H,)),
+        "w2": jax.random.normal(ks[2], (H, K)),
+        "b2": 0.3 * jax.random.normal(ks[3], (K,)),
+    }
+    p_t = dict(p, w1=p["w1"].T, w2=p["w2"].T)
+    plain = lambda q, x: jnp.tanh(x @ q["w1"] + q["b1"]) @ q["w2"] + q["b2"]
+    torch = lambda q, x: jnp.tanh(x @ q["w1"].T + q["b1"]) @ q["w2"].T + q["b2"]
+    x = jax.random.normal(ks[4], (9, D))
+    y = jax.random.randint(ks[5], (9,), 0, K)
+    cfg = influence.IHVPConfig(strategy="ekfac")
+    ref = influence.fit_curvature(plain, p, x, y, cfg=cfg)
+    got = influence.fit_curvature(torch, p_t, x, y, cfg=cfg)
+    assert [t.w_in_axis for t in got.layers] == [1, 1]
+    for fr, fg in zip(ref.factors, got.factors, strict=True):
+        assert _rel(fg.a, fr.a) < 1e-10 and _rel(fg.s, fr.s) < 1e-10
+        assert _rel(fg.lam, fr.lam) < 1e-10
+    s_ref = influence.pairwise_scores(ref, p, x[:3], y[:3], x, y)
+    s_got = influence.pairwise_scores(got, p_t, x[:3], y[:3], x, y)
+    assert _rel(s_got, s_ref) < 1e-10
+    # the preconditioned gradient comes back in the transposed layout
+    lf = influence.example_loss_fn(torch, "cross_entropy")
+    g_t = jax.grad(lf)(p_t, x[0], y[0])
+    ih_t = influence.ihvp(got, g_t)
+    ih = influence.ihvp(
+        ref, jax.grad(influence.example_loss_fn(plain, "cross_entropy"))(p, x[0], y[0])
+    )
+    assert _rel(ih_t["w1"], ih["w1"].T) < 1e-10 and _rel(ih_t["b2"], ih["b2"]) < 1e-10
+
+
 def test_sequence_exact_pseudo_grads_are_the_output_hessian(key, x64):
     f = jax.random.normal(key, (T, K))
     y = jax.random.randint(key, (T,), 0, K)

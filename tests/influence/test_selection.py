@@ -125,3 +125,53 @@ def test_bids_balances_tasks_unlike_top_k():
     assert np.all(np.abs(counts - budget / n_tasks) <= 1), counts
     with pytest.raises(ValueError, match="budget"):
         influence.bids_select(a, tasks, n_tasks, 10_000)
+
+
+def test_task_ids_are_validated():
+    """Out-of-range or missing tasks used to be dropped silently (one_hot of an
+    out-of-range id is a zero row), and a length mismatch gave a raw TypeError."""
+    tr, va, a = _normal(0, 6, 5), _normal(1, 4, 5), _normal(2, 8, 4)
+    bad = {
+        r"^val_tasks: expected values in \[0, 2\)": jnp.array([0, 0, 1, 5]),
+        r"^val_tasks: expected values in \[0, 2\).*-1": jnp.array([0, 1, -1, 1]),
+        r"^val_tasks: every task .* none for tasks \[1\]": jnp.array([0, 0, 0, 0]),
+        r"^val_tasks: expected shape \(4,\)": jnp.array([0, 1]),
+    }
+    for pattern, tasks in bad.items():
+        with pytest.raises(ValueError, match=pattern):
+            influence.less_scores(tr, va, tasks, 2)
+        with pytest.raises(ValueError, match=pattern):
+            influence.bids_select(a, tasks, 2, 3)
+    with pytest.raises(TypeError, match=r"^val_tasks: expected integer"):
+        influence.less_scores(tr, va, jnp.array([0.0, 1, 1, 0]), 2)
+
+
+def test_sinkhorn_inputs_are_validated():
+    c = jnp.abs(_normal(3, 4, 5))
+    with pytest.raises(ValueError, match=r"^cost: expected shape \(n, m\)"):
+        influence.sinkhorn(jnp.ones(4))
+    with pytest.raises(ValueError, match=r"^cost: expected finite"):
+        influence.sinkhorn(c.at[0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match=r"^a: expected shape \(4,\)"):
+        influence.sinkhorn(c, a=jnp.ones(5) / 5)
+    with pytest.raises(ValueError, match=r"^b: expected shape \(5,\)"):
+        influence.sinkhorn(c, b=jnp.ones(4) / 4)
+    with pytest.raises(ValueError, match=r"^a: expected values >= 0"):
+        influence.sinkhorn(c, a=jnp.array([0.5, 0.7, -0.1, -0.1]))
+    with pytest.raises(ValueError, match=r"^b: expected weights summing to 1"):
+        influence.sinkhorn(c, b=jnp.ones(5))
+    # valid weights with a zero entry still pass (one compiled shape for subsets)
+    plan, _ = influence.sinkhorn(c, a=jnp.array([0.5, 0.5, 0.0, 0.0]))
+    np.testing.assert_allclose(plan.sum(1), [0.5, 0.5, 0, 0], atol=1e-5)
+
+
+def test_adam_features_hyperparameters_are_validated():
+    g, mu, nu = _normal(0, 3, 5), _normal(1, 5), jnp.abs(_normal(2, 5))
+    with pytest.raises(ValueError, match=r"^b1: expected values in \[0.0, 1.0\)"):
+        influence.adam_features(g, mu, nu, b1=1.5)
+    with pytest.raises(ValueError, match=r"^b2: expected values in \[0.0, 1.0\)"):
+        influence.adam_features(g, mu, nu, b2=-0.1)
+    with pytest.raises(ValueError, match=r"^nu: expected values >= 0"):
+        influence.adam_features(g, mu, -nu)
+    with pytest.raises(ValueError, match=r"^grads: expected finite"):
+        influence.adam_features(g.at[0, 0].set(jnp.nan), mu, nu)

@@ -35,6 +35,14 @@ def _state(cfg, model=MLP):
     return influence.fit_curvature(model, _p(), _u(6, 3), Y, cfg=cfg)
 
 
+EK_AUTO = influence.IHVPConfig(strategy="ekfac")
+
+
+def _factor_values(state):
+    """Value-bearing outputs of a fit: per layer (Lambda, A, S) and the damping."""
+    return [(f.lam, f.a, f.s) for f in state.factors], state.damping
+
+
 def _keys():
     return jax.random.key(5), jax.random.split(jax.random.key(6), B)
 
@@ -95,8 +103,8 @@ CASES = {
         None,
         {},
     ),
-    "fit_curvature": lambda: (
-        lambda p, x: influence.fit_curvature(MLP, p, x, Y, cfg=EK).damping,
+    "fit_curvature": lambda: (  # damping=None: derived from the fitted Lambda
+        lambda p, x: _factor_values(influence.fit_curvature(MLP, p, x, Y, cfg=EK_AUTO)),
         (_p(), _u(6, 3)),
         (_pb(), _u(B, 6, 3)),
         None,
