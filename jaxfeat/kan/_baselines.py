@@ -55,6 +55,7 @@ def permutation_importance(
     checks.check_choice("task", task, _TASKS)
     checks.check_int_at_least("n_repeats", n_repeats, 1)
     n, d = np.shape(x)
+    x = jnp.asarray(x)  # NumPy input: `x.at[...]` below needs a JAX array
     f = jax.vmap(predict)
     base = kan_loss(f(x), y, task)
 

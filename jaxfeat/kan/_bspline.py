@@ -60,16 +60,30 @@ def _check_grid(x, grid, order) -> None:
             f"x: expected shape (..., {d}) to match grid's {d} features; "
             f"got {np.shape(x)}"
         )
+    checks.check_finite("x", x)
     checks.check_finite("grid", grid)
     if checks.is_concrete(grid) and np.any(np.diff(np.asarray(grid), axis=-1) < 0):
         raise ValueError("grid: expected non-decreasing knots in every row")
+
+
+def _check_ridge(ridge) -> float:
+    # The ridge picks a branch of the compiled fit (static), so it must be concrete.
+    if not checks.is_concrete(ridge):
+        raise TypeError(
+            "ridge: expected a Python float or concrete scalar (it is static under "
+            "jit); got a traced value"
+        )
+    if np.ndim(ridge) != 0:
+        raise ValueError(f"ridge: expected a scalar; got shape {np.shape(ridge)}")
+    checks.check_positive("ridge", ridge, strict=False)
+    return float(ridge)
 
 
 def uniform_grid(
     n_features: int,
     grid_size: int,
     order: int,
-    grid_range: tuple[float, float] = (-1.0, 1.0),
+    grid_range: tuple[float | ArrayLike, float | ArrayLike] = (-1.0, 1.0),
     *,
     dtype=None,
 ) -> jax.Array:
@@ -79,7 +93,8 @@ def uniform_grid(
       n_features: number of input features `d`.
       grid_size: number of intervals `G` inside `grid_range` (>= 1).
       order: spline order `K` (>= 0); `K` extra knots are added on each side.
-      grid_range: `(lo, hi)`, `lo < hi`.
+      grid_range: `(lo, hi)`, finite, `lo < hi` (checked when concrete; the ends
+        may be traced scalars, e.g. under `vmap`).
       dtype: float dtype; default the current default float.
 
     Returns:
@@ -88,12 +103,19 @@ def uniform_grid(
     _check_order(order)
     checks.check_int_at_least("n_features", n_features, 1)
     checks.check_int_at_least("grid_size", grid_size, 1)
-    lo, hi = (float(v) for v in grid_range)
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"grid_range: expected finite lo < hi; got {grid_range!r}")
+    if len(grid_range) != 2 or any(np.ndim(v) for v in grid_range):
+        raise ValueError(
+            f"grid_range: expected two scalars (lo, hi); got {grid_range!r}"
+        )
+    lo, hi = grid_range
+    if checks.is_concrete(grid_range):  # traced ends (jit/vmap) are not checked
+        lo, hi = float(lo), float(hi)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ValueError(f"grid_range: expected finite lo < hi; got {grid_range!r}")
     dtype = jnp.zeros(()).dtype if dtype is None else dtype
     h = (hi - lo) / grid_size
-    knots = lo + h * jnp.arange(-order, grid_size + order + 1, dtype=dtype)
+    steps = jnp.arange(-order, grid_size + order + 1, dtype=dtype)
+    knots = (lo + h * steps).astype(dtype)
     return jnp.broadcast_to(knots, (n_features, knots.shape[0]))
 
 
@@ -180,7 +202,8 @@ def bspline_basis(
       `grid` are finite everywhere.
 
     Raises:
-      ValueError: shapes that do not match, decreasing or non-finite knots, order < 0,
+      ValueError: shapes that do not match, decreasing or non-finite knots, a
+        concrete `x` with NaN or infinity, order < 0,
         an unknown `method`, or a concrete non-uniform grid with `method="uniform"`.
     """
     _check_grid(x, grid, order)
@@ -215,7 +238,12 @@ def spline_values(
 
 
 def fit_coefficients(
-    x: ArrayLike, y: ArrayLike, grid: ArrayLike, order: int, *, ridge: float = 0.0
+    x: ArrayLike,
+    y: ArrayLike,
+    grid: ArrayLike,
+    order: int,
+    *,
+    ridge: float | ArrayLike = 0.0,
 ) -> jax.Array:
     """Least-squares spline coefficients per feature: `y[:, p, q] ~ S_{q,p}(x[:, p])`.
 
@@ -228,10 +256,15 @@ def fit_coefficients(
       y: `(N, d, out)` target values of each edge.
       grid: `(d, M)` knots.
       order: spline order `K`.
-      ridge: non-negative Tikhonov weight.
+      ridge: non-negative Tikhonov weight, a Python float or concrete scalar.
 
     Returns:
       `(out, d, M - 1 - K)` coefficients.
+
+    Raises:
+      ValueError: shapes that do not match, NaN or infinity in concrete inputs, or
+        a negative `ridge`.
+      TypeError: a traced `ridge` (it selects the compiled program).
     """
     checks.check_ndim("x", x, 2, "(N, d)")
     checks.check_ndim("y", y, 3, "(N, d, out)")
@@ -240,7 +273,7 @@ def fit_coefficients(
             f"y: expected shape ({np.shape(x)[0]}, {np.shape(x)[1]}, out); "
             f"got {np.shape(y)}"
         )
-    checks.check_positive("ridge", ridge, strict=False)
+    ridge = _check_ridge(ridge)
     checks.check_finite("x", x)
     checks.check_finite("y", y)
     basis = bspline_basis(x, grid, order)  # (N, d, nb)

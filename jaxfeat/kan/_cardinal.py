@@ -18,6 +18,11 @@ Valid only when every grid row is uniformly spaced (each row may have its own $t
 $h$): the initial KAN grids, or grids updated with `grid_eps=1`. Order 0 uses the
 half-open indicator $[0 \le s < 1]$, the convention of `bspline_basis`.
 
+Slopes are right-continuous: at a knot, where the slope of an order-1 spline jumps,
+the one-sided right derivative is used, as the Cox–de Boor path's half-open indicators
+give (and torch autograd through the authors' recursion); for `K >= 2` the slope is
+continuous and the two one-sided values agree.
+
 References:
   de Boor 1978, *A Practical Guide to Splines*, ch. IX (cardinal B-splines);
   Schoenberg 1946 (truncated-power form).
@@ -73,6 +78,14 @@ def _tangent(x, grid, order, dx):
     u, h = _scaled(x, grid)
     if order == 0:
         return jnp.zeros((n_basis,) + u.shape, u.dtype)
+    if order == 1:
+        # N_1' = [0 <= s < 1] - [1 <= s < 2]: the slope jumps at every knot, and the
+        # half-open steps take its right value there (the folded form below would
+        # give 0 at the knots: `(z > 0)` and `sign(0)` vanish there).
+        dxh = dx / h
+        return jnp.stack([_right_slope_order1(u - j) * dxh for j in range(n_basis)])
+    # For K >= 2 the slope is continuous, so the folded form is exact at the knots
+    # too (at the centre c, where sign(0) = 0, N_K' vanishes by symmetry).
     c = (order + 1) / 2
     dxh = order * dx / h
     return jnp.stack(
@@ -80,6 +93,13 @@ def _tangent(x, grid, order, dx):
             _cardinal_terms(u - j, order, order - 1) * jnp.sign(c - (u - j)) * dxh
             for j in range(n_basis)
         ]
+    )
+
+
+def _right_slope_order1(s):
+    # right derivative of the hat N_1 on [0, 2]: 1 on [0, 1), -1 on [1, 2), else 0
+    return jnp.where((s >= 0) & (s < 2), jnp.where(s < 1, 1.0, -1.0), 0.0).astype(
+        s.dtype
     )
 
 

@@ -27,6 +27,7 @@ from jaxfeat._src import checks
 from jaxfeat.kan._bspline import (
     _basis_lead,
     _check_grid,
+    _check_ridge,
     _fit,
     bspline_basis,
     grid_from_samples,
@@ -52,6 +53,10 @@ class KANLayer(NamedTuple):
     spline_scaler: ArrayLike
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class KANConfig:
     """A KAN architecture.
@@ -73,8 +78,8 @@ class KANConfig:
     """
 
     widths: tuple[int, ...]
-    grid_size: int = 5
-    order: int = 3
+    grid_size: int | np.integer = 5  # NumPy integers are stored as Python ints
+    order: int | np.integer = 3
     grid_range: tuple[float, float] = (-1.0, 1.0)
     init: str = "paper"
     scale_noise: float = 0.1
@@ -84,21 +89,24 @@ class KANConfig:
 
     def __post_init__(self):
         widths = tuple(self.widths)
-        if len(widths) < 2 or any(
-            not isinstance(w, (int, np.integer)) or w < 1 for w in widths
-        ):
+        if len(widths) < 2 or any(not _is_int(w) or w < 1 for w in widths):
             raise ValueError(
                 "widths: expected >= 2 positive ints (d, ..., out); "
                 f"got {self.widths!r}"
             )
-        object.__setattr__(self, "widths", widths)
-        if not isinstance(self.grid_size, int) or self.grid_size < 1:
+        object.__setattr__(self, "widths", tuple(int(w) for w in widths))
+        # NumPy integers are accepted (and stored as Python ints); bools are not.
+        if not _is_int(self.grid_size) or self.grid_size < 1:
             raise ValueError(f"grid_size: expected an int >= 1; got {self.grid_size!r}")
-        if not isinstance(self.order, int) or self.order < 0:
+        object.__setattr__(self, "grid_size", int(self.grid_size))
+        if not _is_int(self.order) or self.order < 0:
             raise ValueError(f"order: expected an int >= 0; got {self.order!r}")
+        object.__setattr__(self, "order", int(self.order))
         lo, hi = self.grid_range
-        if not lo < hi:
-            raise ValueError(f"grid_range: expected lo < hi; got {self.grid_range!r}")
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ValueError(
+                f"grid_range: expected finite lo < hi; got {self.grid_range!r}"
+            )
         object.__setattr__(self, "grid_range", (float(lo), float(hi)))
         checks.check_choice("init", self.init, _INITS)
         checks.check_choice("basis", self.basis, BASES)
@@ -162,7 +170,25 @@ def init_kan(key: ArrayLike, cfg: KANConfig, *, dtype=None) -> tuple[KANLayer, .
     )
 
 
-def _check_net(params, grids, cfg, x):
+def _check_layer(name, layer, d, h, n_basis):
+    # shapes of one layer's parameters (per example under vmap)
+    want = dict(base_weight=(h, d), spline_weight=(h, d, n_basis), spline_scaler=(h, d))
+    for field, shape in want.items():
+        got = np.shape(getattr(layer, field))
+        if got != shape:
+            raise ValueError(f"{name}: expected {field} of shape {shape}; got {got}")
+
+
+def _check_uniform(name, grid, basis):
+    if basis == "uniform" and checks.is_concrete(grid) and not is_uniform(grid):
+        raise ValueError(
+            f"{name}: basis='uniform' needs uniformly spaced knots in every row; "
+            "use basis='de_boor' for adapted grids"
+        )
+
+
+def _check_net(params, grids, cfg, x=None):
+    """Layer count, parameter and grid shapes, uniform grids; `x` one example."""
     if len(params) != len(cfg.widths) - 1 or len(grids) != len(params):
         raise ValueError(
             f"params/grids: expected {len(cfg.widths) - 1} layers for widths "
@@ -170,23 +196,14 @@ def _check_net(params, grids, cfg, x):
         )
     for i, (p, g) in enumerate(zip(params, grids, strict=True)):
         d, h = cfg.widths[i], cfg.widths[i + 1]
-        want = (h, d, cfg.n_basis)
-        if np.shape(p.spline_weight) != want or np.shape(p.base_weight) != (h, d):
-            raise ValueError(
-                f"params[{i}]: expected spline_weight {want} and base_weight {(h, d)}; "
-                f"got {np.shape(p.spline_weight)} and {np.shape(p.base_weight)}"
-            )
+        _check_layer(f"params[{i}]", p, d, h, cfg.n_basis)
         if np.shape(g) != (d, cfg.n_basis + cfg.order + 1):
             raise ValueError(
                 f"grids[{i}]: expected shape {(d, cfg.n_basis + cfg.order + 1)}; "
                 f"got {np.shape(g)}"
             )
-        if cfg.basis == "uniform" and checks.is_concrete(g) and not is_uniform(g):
-            raise ValueError(
-                f"grids[{i}]: cfg.basis='uniform' needs uniformly spaced knots in "
-                "every row; use basis='de_boor' for adapted grids"
-            )
-    if np.shape(x) != (cfg.widths[0],):
+        _check_uniform(f"grids[{i}]", g, cfg.basis)
+    if x is not None and np.shape(x) != (cfg.widths[0],):
         raise ValueError(
             f"x: expected one example of shape ({cfg.widths[0]},); got {np.shape(x)} "
             "(batch with jax.vmap)"
@@ -211,9 +228,17 @@ def layer_edges(
 
     Returns:
       `(d, H)` edge outputs; summing over the first axis gives the layer output.
+
+    Raises:
+      ValueError: shapes that do not match, a concrete `x` or grid with NaN or
+        infinity, or a concrete non-uniform grid with `basis="uniform"`.
     """
     _check_grid(x, grid, order)
     checks.check_choice("basis", basis, BASES)
+    d, m = np.shape(grid)
+    h = np.shape(layer.base_weight)[0] if np.ndim(layer.base_weight) else 0
+    _check_layer("layer", layer, d, h, m - order - 1)
+    _check_uniform("grid", grid, basis)
     return _edges(layer, grid, x, order, basis)
 
 
@@ -277,8 +302,14 @@ def kan_apply(
 
     Returns:
       `(out,)` outputs (logits for classification).
+
+    Raises:
+      ValueError: parameter, grid or input shapes that do not match `cfg`, a
+        concrete `x` with NaN or infinity, or a concrete non-uniform grid with
+        `cfg.basis="uniform"`.
     """
     _check_net(params, grids, cfg, x)
+    checks.check_finite("x", x)
     return _apply(params, x, grids, cfg)
 
 
@@ -293,6 +324,7 @@ def _apply(params, x, grids, cfg):
 def kan_layer_inputs(params, x, *, grids, cfg) -> tuple[jax.Array, ...]:
     """The input of every layer for one example (`x` first, then hidden activations)."""
     _check_net(params, grids, cfg, x)
+    checks.check_finite("x", x)
     return _inputs(params, x, grids, cfg)
 
 
@@ -313,7 +345,7 @@ def update_kan_grids(
     grid_size: int | None = None,
     grid_eps: float = 0.02,
     margin: float = 0.01,
-    ridge: float = 1e-8,
+    ridge: float | ArrayLike = 1e-8,
 ):
     """Adapts every layer's grid to the samples `x` and refits its coefficients.
 
@@ -330,12 +362,25 @@ def update_kan_grids(
       grid_size: new `G` (default: keep).
       grid_eps: weight of the uniform grid (see `grid_from_samples`).
       margin: padding of the sample range.
-      ridge: Tikhonov weight of the refit (keeps basis functions without data at 0).
+      ridge: Tikhonov weight of the refit (keeps basis functions without data at
+        0), a non-negative Python float or concrete scalar.
 
     Returns:
       `(new_params, new_grids, new_cfg)`; `new_cfg` differs only in `grid_size`.
+
+    Raises:
+      ValueError: shapes that do not match `cfg`, a concrete `x` with NaN or
+        infinity, or a negative `ridge`.
     """
     checks.check_ndim("x", x, 2, "(N, d)")
+    if np.shape(x)[1] != cfg.widths[0]:
+        raise ValueError(
+            f"x: expected {cfg.widths[0]} features to match cfg.widths; "
+            f"got {np.shape(x)[1]}"
+        )
+    checks.check_finite("x", x)
+    _check_net(params, grids, cfg)
+    ridge = _check_ridge(ridge)
     if cfg.basis == "uniform" and grid_eps != 1.0:
         raise ValueError(
             f"grid_eps: cfg.basis='uniform' keeps grids uniform, so grid_eps must be "

@@ -21,9 +21,13 @@ from jaxfeat._src.progress import run_chunks
 from jaxfeat._src.sharding import shard_batch, unpad
 from jaxfeat.kan._model import KANConfig, init_kan, kan_grids
 from jaxfeat.kan._selectors import kan_attr, kan_ko, kan_l1, kan_l2, kan_si
-from jaxfeat.kan._train import KANTrainConfig, _train
+from jaxfeat.kan._train import KANTrainConfig, _check_data, _train
 
 METHODS = ("kan_l1", "kan_l2", "kan_si", "kan_ko", "kan_attr")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def top_k(scores: ArrayLike, k: int) -> jax.Array:
@@ -38,14 +42,14 @@ def top_k(scores: ArrayLike, k: int) -> jax.Array:
     """
     checks.check_ndim("scores", scores, 1, "(d,)")
     d = np.shape(scores)[0]
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= d:
+    if not _is_int(k) or not 1 <= k <= d:
         raise ValueError(f"k: expected an int in 1..{d}; got {k!r}")
     checks.check_finite("scores", scores)
     return jnp.argsort(-jnp.asarray(scores), stable=True)[:k]
 
 
 def kfold_indices(
-    key: ArrayLike, y, n_splits: int = 5, *, stratified: bool = True
+    key: ArrayLike, y, n_splits: int | np.integer = 5, *, stratified: bool = True
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Shuffled (stratified) k-fold `(train_idx, val_idx)` pairs as NumPy arrays.
 
@@ -58,14 +62,20 @@ def kfold_indices(
       y: `(N,)` labels (any values when `stratified=False`).
       n_splits: number of folds, `2 <= n_splits <= N`.
       stratified: keep class proportions in every fold.
+
+    Raises:
+      ValueError: `y` not 1-D or with NaN or infinity, `n_splits` outside `2..N`.
     """
     y = np.asarray(y)
     checks.check_ndim("y", y, 1, "(N,)")
+    if np.issubdtype(y.dtype, np.number):
+        checks.check_finite("y", y)  # NaN != NaN would leave its rows in no fold
     n = y.shape[0]
-    if not isinstance(n_splits, int) or not 2 <= n_splits <= n:
+    if not _is_int(n_splits) or not 2 <= n_splits <= n:
         raise ValueError(f"n_splits: expected an int in 2..{n}; got {n_splits!r}")
+    n_splits = int(n_splits)
     perm = np.asarray(jax.random.permutation(key, n))
-    fold = np.empty(n, np.int64)
+    fold = np.full(n, -1, np.int64)
     if stratified:
         offset = 0
         for c in np.unique(y):
@@ -74,6 +84,8 @@ def kfold_indices(
             offset += idx.size
     else:
         fold[perm] = np.arange(n) % n_splits
+    if np.any(fold < 0):  # every row must be in exactly one validation fold
+        raise ValueError("y: some rows matched no class; expected comparable labels")
     return [
         (np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(n_splits)
     ]
@@ -82,9 +94,18 @@ def kfold_indices(
 def jaccard_stability(per_fold_scores: ArrayLike, k: int) -> tuple[float, float]:
     """Mean and standard deviation (ddof 0) of top-`k` Jaccard over pairs of folds.
 
-    `per_fold_scores` is `(F, d)`; each fold's top-`k` set comes from `top_k`.
+    `per_fold_scores` is `(F, d)`, `F >= 2`; each fold's top-`k` set comes from
+    `top_k`.
+
+    Raises:
+      ValueError: fewer than 2 folds, NaN or infinite scores, `k` outside `1..d`.
     """
     checks.check_ndim("per_fold_scores", per_fold_scores, 2, "(F, d)")
+    if np.shape(per_fold_scores)[0] < 2:
+        raise ValueError(
+            "per_fold_scores: expected at least 2 folds (pairs of folds are "
+            f"compared); got {np.shape(per_fold_scores)[0]}"
+        )
     sets = [set(np.asarray(top_k(s, k)).tolist()) for s in np.asarray(per_fold_scores)]
     jac = [len(a & b) / len(a | b) for i, a in enumerate(sets) for b in sets[i + 1 :]]
     return float(np.mean(jac)), float(np.std(jac))
@@ -94,17 +115,66 @@ def redundancy(x: ArrayLike, selected: Sequence[int] | None = None) -> float:
     """Mean absolute Pearson correlation over distinct pairs of (selected) columns.
 
     Constant columns have no correlation and are skipped.
+
+    Raises:
+      ValueError: `x` not 2-D or with NaN or infinity; `selected` not distinct
+        column indices in `0..d-1`.
     """
     checks.check_ndim("x", x, 2, "(N, d)")
     x = np.asarray(x, np.float64)
+    checks.check_finite("x", x)
     if selected is not None:
-        x = x[:, np.asarray(selected, np.int64)]
+        sel = np.asarray(selected)
+        d = x.shape[1]
+        if (
+            sel.ndim != 1
+            or (sel.size and not np.issubdtype(sel.dtype, np.integer))
+            or np.any(sel < 0)
+            or np.any(sel >= d)
+            or np.unique(sel).size != sel.size
+        ):
+            raise ValueError(
+                f"selected: expected distinct column indices in 0..{d - 1}; "
+                f"got {selected!r}"
+            )
+        x = x[:, sel.astype(np.int64)]
     x = x[:, x.std(axis=0) > 0]
     if x.shape[1] < 2:
         return 0.0
     c = np.abs(np.corrcoef(x, rowvar=False))
     iu = np.triu_indices(c.shape[0], 1)
     return float(c[iu].mean())
+
+
+def _check_folds(folds, n, min_val):
+    if len(folds) < 1:
+        raise ValueError("folds: expected at least one (train_idx, val_idx) pair")
+    for f, fold in enumerate(folds):
+        if len(fold) != 2:
+            raise ValueError(
+                f"folds: expected (train_idx, val_idx) pairs; fold {f} has "
+                f"{len(fold)} parts"
+            )
+        for part, idx, least in (
+            ("train", fold[0], 1),
+            ("validation", fold[1], min_val),
+        ):
+            idx = np.asarray(idx)
+            if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+                raise ValueError(
+                    f"folds: expected 1-D integer indices; fold {f}'s {part} part "
+                    f"has shape {idx.shape} and dtype {idx.dtype}"
+                )
+            if idx.size < least:
+                raise ValueError(
+                    f"folds: expected at least {least} {part} rows; fold {f} has "
+                    f"{idx.size}"
+                )
+            if np.any(idx < 0) or np.any(idx >= n):
+                raise ValueError(
+                    f"folds: expected indices in 0..{n - 1}; fold {f}'s {part} part "
+                    f"has range [{idx.min()}, {idx.max()}]"
+                )
 
 
 class CVScores(NamedTuple):
@@ -186,17 +256,21 @@ def crossval_feature_scores(
 
     Returns:
       A `CVScores`.
+
+    Raises:
+      ValueError: the checks of `train_kan` (shapes against `cfg`, NaN or infinity,
+        labels outside `[0, C)`, a regression `cfg` with more than one output), an
+        unknown method, no folds, or a fold with an empty part or indices outside
+        `0..N-1` (`kan_attr` needs 2 validation rows per fold).
+      TypeError: non-integer labels for classification.
     """
     x = np.asarray(x)
     y = np.asarray(y)
-    checks.check_ndim("x", x, 2, "(N, d)")
-    checks.check_finite("x", x)
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"y: expected shape ({x.shape[0]},); got {y.shape}")
+    # the same checks as train_kan, which the vmapped folds below bypass
+    _check_data(x, y, None, cfg, train_cfg)
     for m in methods:
         checks.check_choice("methods", m, METHODS)
-    if len(folds) < 1:
-        raise ValueError("folds: expected at least one (train_idx, val_idx) pair")
+    _check_folds(folds, x.shape[0], 2 if "kan_attr" in methods else 1)
     dtype = jnp.zeros(()).dtype
     std = [_standardize(x[tr], x[va]) for tr, va in folds]
     n_max = max(len(tr) for tr, _ in folds)

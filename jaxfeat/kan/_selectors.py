@@ -28,12 +28,13 @@ from jaxtyping import ArrayLike
 from jaxfeat._src import checks
 from jaxfeat.kan._model import (
     KANConfig,
+    _check_net,
     _layer_apply,
     kan_apply,
     kan_layer_inputs,
     layer_edges,
 )
-from jaxfeat.kan._train import _TASKS, kan_loss
+from jaxfeat.kan._train import _TASKS, _check_labels, _weighted_loss
 
 _VARIANTS = ("paper", "coef")
 _SI_OBJECTIVES = ("sum_abs_logits", "per_class")
@@ -44,19 +45,26 @@ def _normalize(s):
     return s / jnp.maximum(jnp.sum(s), _EPS)
 
 
-def _check_x(x, cfg):
+def _check_x(x, cfg, params, grids, min_n=1, why=""):
+    # x (N, d) with N >= min_n, and the network (shapes, uniform grids) checked
+    # eagerly: inside the jitted scorers the grids are traced and not checked.
     checks.check_ndim("x", x, 2, "(N, d)")
     if np.shape(x)[1] != cfg.widths[0]:
         raise ValueError(
             f"x: expected {cfg.widths[0]} features to match cfg.widths; "
             f"got {np.shape(x)[1]}"
         )
+    if np.shape(x)[0] < min_n:
+        raise ValueError(
+            f"x: expected at least {min_n} samples{why}; got {np.shape(x)[0]}"
+        )
     checks.check_finite("x", x)
+    _check_net(params, grids, cfg)
 
 
 def first_layer_edges(params, x: ArrayLike, *, grids, cfg: KANConfig) -> jax.Array:
     """`z[n, p, q] = phi_{q,p}(x_{n,p})` of the first layer, shape `(N, d, H)`."""
-    _check_x(x, cfg)
+    _check_x(x, cfg, params, grids, min_n=0)
     return _edges(params, x, grids, cfg)
 
 
@@ -70,7 +78,12 @@ def _edges(params, x, grids, cfg):
 def _magnitude(params, x, grids, cfg, variant, center, include_base, power):
     checks.check_choice("variant", variant, _VARIANTS)
     if variant == "paper":
-        _check_x(x, cfg)
+        if center:
+            _check_x(x, cfg, params, grids, 2, " (a spread over samples)")
+        else:
+            _check_x(x, cfg, params, grids)
+    else:
+        _check_net(params, grids, cfg)
     return _magnitude_core(params, x, grids, cfg, variant, center, include_base, power)
 
 
@@ -127,6 +140,11 @@ def kan_l1(
 
     Returns:
       `(d,)` non-negative scores summing to 1.
+
+    Raises:
+      ValueError: shapes that do not match `cfg`, no samples (fewer than 2 with
+        `center=True`), a concrete `x` with NaN or infinity, a concrete
+        non-uniform grid with `cfg.basis="uniform"`.
     """
     return _magnitude(params, x, grids, cfg, variant, center, include_base, 1)
 
@@ -164,8 +182,11 @@ def kan_si(
 
     Returns:
       `(d,)` non-negative scores summing to 1.
+
+    Raises:
+      ValueError: as `kan_l1`.
     """
-    _check_x(x, cfg)
+    _check_x(x, cfg, params, grids)
     checks.check_choice("objective", objective, _SI_OBJECTIVES)
     return _si(params, x, grids, cfg, objective)
 
@@ -189,12 +210,25 @@ def kan_ko_losses(
 
     Knocking out feature `p` zeroes `base_weight[:, p]`, `spline_weight[:, p, :]` and
     `spline_scaler[:, p]` of the first layer (`phi_{., p} = 0`). Computed from the
-    first layer's edge outputs once: hidden = total - edges of p, one `vmap` over `p`.
+    first layer's edge outputs once: hidden = total - edges of p, and the `d`
+    knocked-out heads run one after another (`lax.map`, bounding memory to one
+    `(N, H)` hidden batch at a time).
+
+    Raises:
+      ValueError: shapes that do not match `cfg`, a regression `cfg` with more than
+        one output; for concrete arrays, NaN or infinity in `x` or `y`, labels
+        outside `[0, C)`.
+      TypeError: non-integer labels for classification.
     """
-    _check_x(x, cfg)
+    _check_x(x, cfg, params, grids)
     checks.check_choice("task", task, _TASKS)
     if np.shape(y) != (np.shape(x)[0],):
         raise ValueError(f"y: expected shape ({np.shape(x)[0]},); got {np.shape(y)}")
+    if task == "regression" and cfg.widths[-1] != 1:
+        raise ValueError(
+            f"cfg.widths: regression needs one output; got {cfg.widths[-1]}"
+        )
+    _check_labels(y, task, cfg.widths[-1])
     return _ko_losses(params, x, y, grids, cfg, task)
 
 
@@ -210,7 +244,7 @@ def _ko_losses(params, x, y, grids, cfg, task):
                     lay, g, hi, cfg.order, cfg.basis
                 )
             )(h)
-        return kan_loss(h, y, task)
+        return _weighted_loss(h, y, task)
 
     base = head(total)
     knocked = jax.lax.map(lambda zp: head(total - zp), jnp.swapaxes(z, 0, 1))
@@ -243,8 +277,19 @@ def kan_ko(
 
     Returns:
       `(d,)` scores.
+
+    Raises:
+      ValueError: as `kan_ko_losses`, and when concrete losses are NaN or infinite
+        (a score of zeros would hide them).
     """
     base, knocked = kan_ko_losses(params, x, y, grids=grids, cfg=cfg, task=task)
+    if checks.is_concrete((base, knocked)) and not (
+        np.isfinite(base) and np.all(np.isfinite(knocked))
+    ):
+        raise ValueError(
+            f"y: the knock-out losses are not finite (base {float(base)!r}); check "
+            "the labels or targets and the trained parameters"
+        )
     delta = knocked - base
     if clip_negative:
         delta = jnp.maximum(delta, 0.0)
@@ -265,8 +310,12 @@ def kan_attr(params, x: ArrayLike, *, grids, cfg: KANConfig) -> jax.Array:
 
     Returns:
       `(d,)` non-negative scores summing to 1.
+
+    Raises:
+      ValueError: shapes that do not match `cfg`, fewer than 2 samples (the
+        standard deviations use ddof = 1), a concrete `x` with NaN or infinity.
     """
-    _check_x(x, cfg)
+    _check_x(x, cfg, params, grids, 2, " (standard deviations with ddof = 1)")
     return _attr(params, x, grids, cfg)
 
 

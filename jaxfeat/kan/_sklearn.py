@@ -16,7 +16,11 @@ SKLEARN_METHODS = ("lasso", "rf_perm", "mi", "svm_rfe")
 
 
 def _clip_normalize(s):
-    s = np.clip(np.nan_to_num(np.asarray(s, np.float64)), 0.0, None)
+    s = np.asarray(s, np.float64)
+    # A NaN score means a failed fit; it is raised, not replaced (by nan_to_num) by 0.
+    if not np.all(np.isfinite(s)):
+        raise ValueError("method: the estimator returned NaN or infinite scores")
+    s = np.clip(s, 0.0, None)
     tot = s.sum()
     return s / tot if tot > 0 else s
 
@@ -35,12 +39,31 @@ def sklearn_scores(method, x_train, y_train, x_val, y_val, *, task, seed=0):
 
     Raises:
       ImportError: scikit-learn is not installed (`pip install jaxfeat[sklearn]`).
+      ValueError: shapes that do not match, NaN or infinity in any input, or
+        non-finite scores from the estimator.
     """
     checks.check_choice("method", method, SKLEARN_METHODS)
     checks.check_choice("task", task, ("classification", "regression"))
-    x_train = np.asarray(x_train)
+    x_train, y_train = np.asarray(x_train), np.asarray(y_train)
+    x_val, y_val = np.asarray(x_val), np.asarray(y_val)
     checks.check_ndim("x_train", x_train, 2, "(N, d)")
-    checks.check_finite("x_train", x_train)
+    n, d = x_train.shape
+    if x_val.ndim != 2 or x_val.shape[1] != d:
+        raise ValueError(f"x_val: expected shape (n_val, {d}); got {x_val.shape}")
+    if y_train.shape != (n,):
+        raise ValueError(f"y_train: expected shape ({n},); got {y_train.shape}")
+    if y_val.shape != (x_val.shape[0],):
+        raise ValueError(
+            f"y_val: expected shape ({x_val.shape[0]},); got {y_val.shape}"
+        )
+    for name, arr in (
+        ("x_train", x_train),
+        ("y_train", y_train),
+        ("x_val", x_val),
+        ("y_val", y_val),
+    ):
+        if np.issubdtype(arr.dtype, np.number):  # labels may be strings
+            checks.check_finite(name, arr)
     clf = task == "classification"
     if method == "mi":
         from sklearn.feature_selection import (

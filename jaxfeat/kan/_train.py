@@ -68,23 +68,70 @@ class KANTrainConfig:
             checks.check_positive(name, getattr(self, name), strict=False)
 
 
+def _check_labels(y, task, n_out) -> None:
+    """Classification: integer labels in `[0, n_out)`; regression: finite targets.
+
+    Dtypes are checked at trace time, values only when `y` is concrete.
+    """
+    if task == "classification":
+        if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
+            raise TypeError(
+                f"y: expected integer class labels for classification; got dtype "
+                f"{jnp.result_type(y)}"
+            )
+        checks.check_in_range("y", y, 0.0, float(n_out - 1), closed=(True, True))
+    else:
+        checks.check_finite("y", y)
+
+
+def _check_weights(weights, n) -> None:
+    if np.shape(weights) != (n,):
+        raise ValueError(f"weights: expected shape ({n},); got {np.shape(weights)}")
+    checks.check_positive("weights", weights, strict=False)
+
+
 def kan_loss(outputs: ArrayLike, y: ArrayLike, task: str, weights=None) -> jax.Array:
-    """Weighted mean loss of a batch of outputs.
+    r"""Weighted mean loss of a batch of outputs.
+
+    With weights, $\sum_n w_n \ell_n / \sum_n w_n$ (0 when every weight is 0).
 
     Args:
       outputs: `(N, C)` logits (classification) or `(N, 1)` outputs (regression).
-      y: `(N,)` integer labels or raw targets.
+      y: `(N,)` integer labels in `[0, C)` or raw targets.
       task: `"classification"` (cross-entropy) or `"regression"` (squared error).
-      weights: optional `(N,)` per-sample weights.
+      weights: optional `(N,)` non-negative per-sample weights.
+
+    Raises:
+      ValueError: shapes that do not match; for concrete arrays, labels outside
+        `[0, C)`, NaN or infinite targets, negative or non-finite weights.
+      TypeError: non-integer labels for classification.
     """
     checks.check_choice("task", task, _TASKS)
+    checks.check_ndim("outputs", outputs, 2, "(N, C)")
+    n, n_out = np.shape(outputs)
+    if task == "regression" and n_out != 1:
+        raise ValueError(
+            f"outputs: expected shape ({n}, 1) for regression; got {np.shape(outputs)}"
+        )
+    if np.shape(y) != (n,):
+        raise ValueError(f"y: expected shape ({n},); got {np.shape(y)}")
+    _check_labels(y, task, n_out)
+    if weights is not None:
+        _check_weights(weights, n)
+    return _weighted_loss(outputs, y, task, weights)
+
+
+def _weighted_loss(outputs, y, task, weights=None):
+    # kan_loss without the checks (traced callers have checked shapes already)
     if task == "classification":
         per = optax.softmax_cross_entropy_with_integer_labels(outputs, y)
     else:
         per = jnp.square(outputs[:, 0] - y)
     if weights is None:
         return jnp.mean(per)
-    return jnp.sum(weights * per) / jnp.maximum(jnp.sum(weights), 1.0)
+    tot = jnp.sum(weights)
+    # the inner where keeps the gradient finite when every weight is 0
+    return jnp.where(tot > 0, jnp.sum(weights * per) / jnp.where(tot > 0, tot, 1), 0.0)
 
 
 def kan_regularization(
@@ -103,9 +150,20 @@ def kan_regularization(
       x: `(N, d)` batch.
       grids: the network's grids.
       cfg: the architecture.
-      l1: `mu_1`.
-      entropy: `mu_2`.
+      l1: `mu_1 >= 0`.
+      entropy: `mu_2 >= 0`.
+
+    Raises:
+      ValueError: shapes that do not match `cfg`, a concrete `x` with NaN or
+        infinity, negative (concrete) `l1` or `entropy`.
     """
+    checks.check_ndim("x", x, 2, "(N, d)")
+    if np.shape(x)[1] != cfg.widths[0]:
+        raise ValueError(f"x: expected {cfg.widths[0]} features; got {np.shape(x)[1]}")
+    checks.check_finite("x", x)
+    _check_net(params, grids, cfg)
+    checks.check_positive("l1", l1, strict=False)
+    checks.check_positive("entropy", entropy, strict=False)
     return _regularization(params, x, grids, cfg, l1, entropy)
 
 
@@ -132,14 +190,14 @@ def _check_data(x, y, weights, cfg, tcfg):
         raise ValueError(f"x: expected {cfg.widths[0]} features; got {d}")
     if np.shape(y) != (n,):
         raise ValueError(f"y: expected shape ({n},); got {np.shape(y)}")
-    if weights is not None and np.shape(weights) != (n,):
-        raise ValueError(f"weights: expected shape ({n},); got {np.shape(weights)}")
+    if weights is not None:
+        _check_weights(weights, n)
     if tcfg.task == "regression" and cfg.widths[-1] != 1:
         raise ValueError(
             f"cfg.widths: regression needs one output; got {cfg.widths[-1]}"
         )
     checks.check_finite("x", x)
-    checks.check_finite("y", y)
+    _check_labels(y, tcfg.task, cfg.widths[-1])
 
 
 def train_kan(
@@ -163,16 +221,23 @@ def train_kan(
       grids: the network's grids (not trained).
       cfg: the architecture.
       train_cfg: the optimisation settings.
-      weights: optional `(N,)` per-sample weights (0 removes a row from the loss;
-        it still occupies a minibatch slot, so heavy padding shrinks the effective
-        batch). Used to train cross-validation folds of unequal size in one `vmap`.
+      weights: optional `(N,)` non-negative per-sample weights (0 removes a row from
+        the loss; it still occupies a minibatch slot, so heavy padding shrinks the
+        effective batch). Used to train cross-validation folds of unequal size in
+        one `vmap`. Each minibatch's loss is its weighted mean.
 
     Returns:
       `(params, epoch_losses)` with `epoch_losses` `(epochs,)`: the mean training
       loss of each epoch's minibatches (without the regulariser).
+
+    Raises:
+      ValueError: shapes that do not match `cfg`, a regression `cfg` with more than
+        one output; for concrete arrays, NaN or infinity in `x` or `y`, labels
+        outside `[0, C)`, negative or non-finite weights.
+      TypeError: non-integer labels for classification.
     """
     _check_data(x, y, weights, cfg, train_cfg)
-    _check_net(params, grids, cfg, np.empty(np.shape(x)[1:]))
+    _check_net(params, grids, cfg)
     return _train(
         key, params, jnp.asarray(x), jnp.asarray(y), grids, weights, cfg, train_cfg
     )
@@ -204,7 +269,7 @@ def _train(key, params, x, y, grids, weights, cfg, tcfg):
         values, silu_x = (
             jax.tree_util.tree_map(lambda a: a[sel], table) if hoist else features(xb)
         )
-        loss = kan_loss(apply(p, values, silu_x), y[sel], tcfg.task, wb)
+        loss = _weighted_loss(apply(p, values, silu_x), y[sel], tcfg.task, wb)
         if tcfg.reg_lambda:
             reg = _regularization(p, xb, grids, cfg, tcfg.reg_l1, tcfg.reg_entropy)
             return loss + tcfg.reg_lambda * reg, loss

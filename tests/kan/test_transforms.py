@@ -39,10 +39,11 @@ PRED = lambda xi: jnp.stack([xi[0] - xi[1] ** 2, xi[2]])
 
 # name -> (fn, args, batched_args, in_axes, static kwargs)
 CASES = {
+    # the grid's ends are traced arguments of uniform_grid itself
     "uniform_grid": lambda: (
-        lambda lo: kan.uniform_grid(2, 3, 2) * lo,
-        (jnp.asarray(1.0),),
-        (jnp.array([1.0, 2.0]),),
+        lambda r: kan.uniform_grid(2, 3, 2, (r[0], r[1]), dtype=r.dtype),
+        (jnp.array([-1.0, 1.0]),),
+        (jnp.array([[-1.0, 1.0], [0.5, 3.7]]),),
         None,
         {},
     ),
@@ -71,13 +72,6 @@ CASES = {
         lambda x: kan.grid_from_samples(x, 3, 2),
         (_u(12, 3),),
         (_u(B, 12, 3),),
-        None,
-        {},
-    ),
-    "kan_grids": lambda: (
-        lambda s: kan.kan_grids(CFG, dtype=s.dtype)[0] * s,
-        (jnp.asarray(1.0),),
-        (jnp.array([1.0, 2.0]),),
         None,
         {},
     ),
@@ -153,6 +147,27 @@ CASES = {
         None,
         {},
     ),
+    "kan_l1[coef]": lambda: (
+        lambda p, x: kan.kan_l1(p, x, grids=GRIDS, cfg=CFG, variant="coef"),
+        (_p(), _u(6, 3)),
+        (_pb(), _u(B, 6, 3)),
+        None,
+        {},
+    ),
+    "kan_l1[plain]": lambda: (
+        lambda p, x: kan.kan_l1(p, x, grids=GRIDS, cfg=CFG, center=False),
+        (_p(), _u(6, 3)),
+        (_pb(), _u(B, 6, 3)),
+        None,
+        {},
+    ),
+    "top_k": lambda: (
+        lambda s: kan.top_k(s, 2),
+        (_u(5),),
+        (_u(B, 5, seed=3),),
+        None,
+        {},
+    ),
     "kan_l2": lambda: (
         lambda p, x: kan.kan_l2(p, x, grids=GRIDS, cfg=CFG),
         (_p(), _u(6, 3)),
@@ -209,7 +224,7 @@ CASES = {
 }
 
 NOT_TRANSFORMABLE = {
-    "top_k": "validates k and NaN on concrete scores",
+    "kan_grids": "no array argument: a function of the static config only",
     "kfold_indices": "NumPy fold bookkeeping",
     "crossval_feature_scores": "driver: folds in one sharded vmap (vs a loop)",
     "jaccard_stability": "NumPy set arithmetic on selected indices",
@@ -219,6 +234,7 @@ NOT_TRANSFORMABLE = {
     "kan_module": "builds an NNX module (its forward pass is kan_apply)",
 }
 NO_FLOAT_INPUT = {"init_kan", "train_kan", "permutation_importance"}
+NO_FLOAT_OUTPUT = {"top_k"}  # integer indices
 
 
 def test_every_public_function_has_a_case():
@@ -239,7 +255,7 @@ def test_jit_and_vmap(name):
 _cast = cast_floats
 
 
-@pytest.mark.parametrize("name", sorted(set(CASES) - NO_FLOAT_INPUT))
+@pytest.mark.parametrize("name", sorted(set(CASES) - NO_FLOAT_INPUT - NO_FLOAT_OUTPUT))
 def test_float64_in_float64_out(x64, name):
     fn, args, _, _, kwargs = CASES[name]()
     out = fn(*_cast(args, jnp.float64), **kwargs)

@@ -116,3 +116,51 @@ def test_uniform_basis_rejects_non_uniform_grids():
         kan.kan_apply(p2, x[0], grids=g2, cfg=slow),
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize(("grid_size", "order"), [(2, 1), (3, 1), (3, 2), (4, 3)])
+def test_uniform_basis_at_knots_matches_de_boor_and_right_slope(x64, grid_size, order):
+    # Every knot (x = 0 is one for G = 2, K = 1, where standardised constant columns
+    # sit), plus points outside the grid. At a knot an order-1 spline's slope jumps:
+    # both bases must give the one-sided right slope, the right finite difference.
+    grid = kan.uniform_grid(1, grid_size, order)
+    x = jnp.concatenate([grid[0], jnp.array([-5.0, 5.0])])[:, None]  # (M + 2, 1)
+    if order == 1 and grid_size == 2:
+        assert 0.0 in np.asarray(x)
+    fast = lambda v: kan.bspline_basis(v, grid, order, method="uniform")
+    ref = lambda v: kan.bspline_basis(v, grid, order)
+    np.testing.assert_allclose(fast(x), ref(x), atol=1e-12)
+    one = lambda f: lambda v: f(v[None])[0, 0]  # (1,) -> (nb,)
+    d_fast = jax.vmap(jax.jacfwd(one(fast)))(x)[..., 0]  # (M + 2, nb)
+    d_rev = jax.vmap(jax.jacrev(one(fast)))(x)[..., 0]
+    d_ref = jax.vmap(jax.jacfwd(one(ref)))(x)[..., 0]
+    step = 1e-7
+    right_fd = (ref(x + step) - ref(x))[:, 0] / step
+    # Piecewise polynomials of degree K: the right difference is exact for K = 1 and
+    # off by O(step * max|B''|) = O(1e-6) for K >= 2 (float64 round-off ~1e-9).
+    np.testing.assert_allclose(d_ref, right_fd, atol=1e-5)
+    np.testing.assert_allclose(d_fast, d_ref, atol=1e-12)
+    np.testing.assert_allclose(d_rev, d_ref, atol=1e-12)
+
+
+def test_kan_si_agrees_between_bases_on_a_constant_column(x64):
+    # The paper's G = 2, K = 1; a standardised constant column is 0, a knot (KAN-9).
+    cfg = kan.KANConfig(widths=(3, 7, 2), grid_size=2, order=1)
+    params = jax.tree_util.tree_map(
+        lambda a: 3 * a, kan.init_kan(jax.random.key(0), cfg)
+    )
+    grids = kan.kan_grids(cfg)
+    x = jax.random.normal(jax.random.key(1), (50, 3)).at[:, 1].set(0.0)
+    fast_cfg = dataclasses.replace(cfg, basis="uniform")
+    si = kan.kan_si(params, x, grids=grids, cfg=cfg)
+    si_fast = kan.kan_si(params, x, grids=grids, cfg=fast_cfg)
+    np.testing.assert_allclose(si_fast, si, atol=1e-12)
+    # and the edge slope at 0 is the right finite difference of the edge
+    edge = lambda v, basis: kan.layer_edges(
+        params[0], grids[0], jnp.array([0.3, v, 0.2]), 1, basis
+    )[1, 0]
+    step = 1e-7
+    right_fd = (edge(step, "de_boor") - edge(0.0, "de_boor")) / step
+    for basis in ("de_boor", "uniform"):
+        slope = jax.grad(edge)(0.0, basis)
+        np.testing.assert_allclose(slope, right_fd, rtol=1e-6)
