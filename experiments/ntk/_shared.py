@@ -3,6 +3,7 @@
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxfeat import ntk
@@ -21,15 +22,31 @@ def cell_data(key, emb, *, rho_s, rho_c, alpha_s, n_train, n_val, sigma_sc=0.0):
 
 
 def network_bias(params, net, xg, grid, lda_decision):
-    """Shortcut bias of one trained network on the probe grid."""
+    """Shortcut bias of one trained network on the probe grid; NaN if it diverged.
+
+    A network whose grid outputs are not all finite has no decisions: its bias is
+    NaN (eager or traced), never a number computed from NaN signs.
+    """
     out = jax.vmap(functools.partial(ntk.mlp_apply, cfg=net), in_axes=(None, 0))(
         params, xg
     )[:, 0]
-    return ntk.shortcut_bias(out, lda_decision, grid)
+    finite = jnp.all(jnp.isfinite(out))
+    bias = ntk.shortcut_bias(jnp.where(finite, out, 0.0), lda_decision, grid)
+    return jnp.where(finite, bias, jnp.nan)
+
+
+def count_diverged(*stats):
+    """Number of NaN entries (diverged runs) in the given arrays or `mean_ci` pairs."""
+    leaves = jax.tree_util.tree_leaves(stats)
+    return int(sum(np.sum(np.isnan(np.asarray(leaf, float))) for leaf in leaves))
 
 
 def mean_ci(samples, axis=-1):
-    """Mean and 95% normal-approximation half-width over `axis`."""
+    """Mean and 95% normal-approximation half-width over `axis`.
+
+    A diverged run (NaN sample, see `network_bias`) makes its mean and CI NaN: it
+    is reported as NaN (and fails any claim on it), never averaged away.
+    """
     s = np.asarray(samples)
     n = s.shape[axis]
     sd = s.std(axis=axis, ddof=1) if n > 1 else np.zeros(s.mean(axis=axis).shape)

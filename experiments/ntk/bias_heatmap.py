@@ -15,7 +15,13 @@ import jax
 import numpy as np
 
 from experiments._common import Claim, Outcome, new_figure, register_module
-from experiments.ntk._shared import build_cells, heat, mean_ci, train_cells
+from experiments.ntk._shared import (
+    build_cells,
+    count_diverged,
+    heat,
+    mean_ci,
+    train_cells,
+)
 from jaxfeat import ntk
 
 TITLE = "Trained nonlinear networks prefer the more available feature (bias heatmap)"
@@ -248,6 +254,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         },
         "val_accuracy": {f"{r}|{n}": v for (r, n), v in acc.items()},
         "lda_reliance": lda_r,
+        "diverged_cells": count_diverged(*(s[0] for s in stats.values())),
         "training_sweep": {
             n: {
                 "steps": list(cfg.sweep_steps),

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments._common import Claim, Outcome, new_figure, register_module
-from experiments.ntk._shared import build_cells, mean_ci, train_cells
+from experiments.ntk._shared import build_cells, count_diverged, mean_ci, train_cells
 from jaxfeat import ntk
 
 TITLE = "Shortcut bias grows with depth (trained ReLU MLPs and their NTKs)"
@@ -171,6 +171,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         "depths": list(cfg.depths),
         "trained": {str(d): {"mean": v[0], "ci95": v[1]} for d, v in trained.items()},
         "kernel": {str(d): v for d, v in kernel.items()},
+        "diverged_cells": count_diverged(*(v[0] for v in trained.values())),
     }
     return Outcome(metrics, claims, fig)
 

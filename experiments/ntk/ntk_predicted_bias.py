@@ -18,7 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments._common import Claim, Outcome, new_figure, register_module
-from experiments.ntk._shared import build_cells, cell_data, mean_ci, train_cells
+from experiments.ntk._shared import (
+    build_cells,
+    cell_data,
+    count_diverged,
+    mean_ci,
+    train_cells,
+)
 from jaxfeat import ntk
 
 TITLE = "NTK gradient flow predicts shortcut bias: nonlinear kernels stay biased longer"
@@ -184,7 +190,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
             "check",
             "early-time (first-step) linear-kernel classifier sum_i y_i Theta(x, x_i) "
             "is the line alpha_s^2 mu_s z_s + alpha_c^2 mu_c z_c: equal grid reliance",
-            early_err <= 2 / 900,
+            early_err <= 2 / 900 and continuum_err <= 0.05,
             {
                 "max_abs_difference": early_err,
                 "vs_continuum_closed_form_R(r)": continuum_err,
@@ -220,9 +226,9 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
             "NTK-10.late",
             "finding",
             f"both biases fade by t = {cfg.t_late:g}",
-            relu_late <= 0.2,
+            relu_late <= 0.1,
             relu_late,
-            "|bias| <= 0.2 (spec: <= 0.1)",
+            "|bias| <= 0.1 (spec C6)",
         ),
         Claim(
             "NTK-12.kernel",
@@ -310,6 +316,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         },
         "early_time_max_error": early_err,
         "early_time_vs_continuum": continuum_err,
+        "trained_diverged_cells": count_diverged(*(v[0] for v in trained.values())),
         "trained": {
             f"{n}|{st}": {"alphas": list(cfg.alphas), "mean": v[0], "ci95": v[1]}
             for (n, st), v in trained.items()

@@ -19,7 +19,13 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jaxfeat._src.checks import check_finite, check_positive
+from jaxfeat._src.checks import (
+    check_finite,
+    check_ndim,
+    check_positive,
+    check_psd,
+    check_shape,
+)
 from jaxfeat._src.typing import Scalar
 
 
@@ -41,35 +47,58 @@ def gradient_flow_mse(
 
     Args:
       k_train_train: kernel (NTK for a linearised network) on the training inputs,
-        shape `(n, n)`, symmetric PSD; eigenvalues below zero (round-off) are clipped.
+        shape `(n, n)`, symmetric PSD. When concrete this is checked up to
+        round-off (eigenvalues >= -max(1e-6, 10 n eps) times the largest); the
+        round-off that remains is symmetrised away and negative eigenvalues are
+        clipped to 0.
       y_train: targets, shape `(n,)` or `(n, k)`.
       lr: learning rate $\eta$ (time is $t = \eta\cdot$steps when `lr=1`).
       diag_reg: ridge added to the kernel's eigenvalues.
 
     Returns:
       `predict(t, k_test_train=None, fx_train_0=0.0, fx_test_0=0.0) ->
-      FlowPrediction`, with `t` a scalar or shape `(t,)`, `k_test_train` of shape
-      `(m, n)`, and initial outputs broadcastable to the targets.
+      FlowPrediction`, with times `t >= 0` a scalar or shape `(t,)`, `k_test_train`
+      of shape `(m, n)`, and initial outputs broadcastable to the targets.
+      `predict` raises `ValueError` for a `k_test_train` of the wrong shape and
+      (when concrete) for negative or non-finite times or a non-finite
+      `k_test_train`.
 
     Raises:
-      ValueError: for a non-square kernel, mismatched `y_train`, NaN, a negative
-        `lr` or `diag_reg` (values checked when concrete).
+      ValueError: for a non-square kernel, `y_train` without a leading axis of size
+        n, and (values checked when concrete) non-finite kernel or targets, a
+        non-symmetric or indefinite kernel beyond round-off, a non-positive `lr` or
+        a negative `diag_reg`.
     """
+    check_ndim("k_train_train", k_train_train, 2, "(n, n)")
     n = k_train_train.shape[0]
-    if k_train_train.shape != (n, n) or y_train.shape[0] != n:
+    check_shape("k_train_train", k_train_train, (n, n), "(n, n)")
+    if jnp.ndim(y_train) < 1 or y_train.shape[0] != n:
         raise ValueError(
-            f"y_train: expected a square kernel and n={n} targets; got kernel "
-            f"{k_train_train.shape}, targets {y_train.shape}"
+            f"y_train: expected shape ({n},) or ({n}, k) for the kernel "
+            f"{k_train_train.shape}; got {jnp.shape(y_train)}"
         )
     check_finite("k_train_train", k_train_train)
+    check_finite("y_train", y_train)
+    # Eigenvalues of a PSD kernel stored in a float dtype can dip to about
+    # -n eps |K| (the storage round-off); the tolerance allows 10x that.
+    eps = float(jnp.finfo(jnp.result_type(k_train_train, float)).eps)
+    check_psd("k_train_train", k_train_train, rtol=max(1e-6, 10 * n * eps))
     check_positive("lr", lr)
     check_positive("diag_reg", diag_reg, strict=False)
+    # Round-off asymmetry and negative eigenvalues (check_psd bounds both when the
+    # kernel is concrete) are removed here.
     sym = 0.5 * (k_train_train + k_train_train.T)
     evals, evecs = jnp.linalg.eigh(sym)
-    evals = jnp.clip(evals, 0.0) + diag_reg  # PSD kernel: negatives are round-off
+    evals = jnp.clip(evals, 0.0) + diag_reg
     y2 = y_train.reshape(n, -1)
 
     def predict(t, k_test_train=None, fx_train_0=0.0, fx_test_0=0.0) -> FlowPrediction:
+        check_positive("t", t, strict=False)
+        if jnp.ndim(t) > 1:
+            raise ValueError(f"t: expected a scalar or shape (t,); got {jnp.shape(t)}")
+        if k_test_train is not None:
+            check_shape("k_test_train", k_test_train, (None, n), f"(m, {n})")
+            check_finite("k_test_train", k_test_train)
         t = jnp.atleast_1d(jnp.asarray(t, evals.dtype))
         f0 = jnp.broadcast_to(jnp.asarray(fx_train_0, y2.dtype), y_train.shape)
         resid = evecs.T @ (f0.reshape(n, -1) - y2)  # (n, k) in the eigenbasis

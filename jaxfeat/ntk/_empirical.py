@@ -27,9 +27,10 @@ from collections.abc import Callable
 import einops
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
-from jaxfeat._src.checks import check_choice, check_int_at_least
+from jaxfeat._src.checks import check_choice, check_int_at_least, is_concrete
 
 METHODS = ("auto", "jacobian", "ntvp", "structured")
 
@@ -168,9 +169,15 @@ def empirical_ntk_fn(
       `ntk_fn(params, x1, x2=None)` with `x1` of shape `(n, ...)` and `x2` of shape
       `(m, ...)` (default `x1`); pure, and usable under `jit` and `vmap`.
 
+    The layer taps must describe the same network as `f`: when `params` and `x1`
+    are concrete, `ntk_fn` compares the taps' output with `f` on `x1[0]` (one
+    forward pass) and raises if they differ; under `jit`/`vmap` this is not checked.
+
     Raises:
       ValueError: for an unknown `method`, `"structured"` without `structure`, a
-        structure that does not cover every parameter, or `block_size < 1`.
+        structure that does not cover every parameter or (when concrete) whose
+        output differs from `f`, `block_size < 1`, or (from `ntk_fn`) an `x1`/`x2`
+        that is not a batch of `f`'s inputs.
     """
     check_choice("method", method, METHODS)
     if block_size is not None:
@@ -185,9 +192,7 @@ def empirical_ntk_fn(
             return _ntk_vector_products(f, params, x1, x2, trace_outputs)
         return _ntk_structured(structure, params, x1, x2, trace_outputs)
 
-    def ntk_fn(
-        params, x1: Float[Array, "n ..."], x2: Float[Array, "m ..."] | None = None
-    ) -> Float[Array, "n m ..."]:
+    def ntk_fn(params, x1, x2=None):
         out_shape = jax.eval_shape(f, params, x1[0]).shape
         if len(out_shape) != 1:
             raise ValueError(
@@ -219,7 +224,49 @@ def empirical_ntk_fn(
         )
 
     # One compiled program per (params, inputs) shape; composes with outer jit/vmap.
-    return jax.jit(ntk_fn)
+    jitted = jax.jit(ntk_fn)
+
+    def checked_ntk_fn(
+        params, x1: Float[Array, "n ..."], x2: Float[Array, "m ..."] | None = None
+    ) -> Float[Array, "n m ..."]:
+        for name, x in (("x1", x1), ("x2", x2)):
+            if x is None:
+                continue
+            if jnp.ndim(x) < 1:
+                raise ValueError(f"{name}: expected a batch of examples (n, ...)")
+            try:
+                jax.eval_shape(f, params, x[0])
+            except Exception as err:  # re-raised naming the argument
+                raise ValueError(
+                    f"{name}: expected a batch (n, ...) of f's inputs; f fails on "
+                    f"one example {name}[0] of shape {jnp.shape(x)[1:]}: {err}"
+                ) from err
+        if structure is not None and method in ("auto", "structured"):
+            _check_taps_match_f(f, structure, params, x1)
+        return jitted(params, x1, x2)
+
+    return checked_ntk_fn
+
+
+def _check_taps_match_f(f, taps, params, x1):
+    """Raises if concrete `taps(params, x)[0]` differs from `f(params, x)` at x1[0].
+
+    One forward pass of one example: catches taps built for another network (a
+    different activation or config), which would give a wrong kernel silently.
+    """
+    if not is_concrete((params, x1)):
+        return
+    want = np.asarray(f(params, x1[0]))
+    got = np.asarray(taps(params, x1[0], deltas=None)[0])
+    scale = max(float(np.max(np.abs(want), initial=0.0)), 1.0)
+    tol = 1e-4 * scale if want.dtype == np.float32 else 1e-9 * scale
+    same = got.shape == want.shape and np.allclose(got, want, rtol=0, atol=tol)
+    if not same:
+        diff = np.max(np.abs(got - want)) if got.shape == want.shape else "shape"
+        raise ValueError(
+            "structure: the layer taps' output differs from f(params, x) on x1[0] "
+            f"(max difference {diff}); the taps must describe the same network as f"
+        )
 
 
 def _blocked(kernel, x1, x2, b):

@@ -15,9 +15,17 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat._src.arrays import as_float
+from jaxfeat._src.checks import (
+    check_finite,
+    check_int_at_least,
+    check_positive,
+    check_shape,
+    is_concrete,
+)
 from jaxfeat._src.typing import Scalar
 from jaxfeat.ntk._dynamics import gradient_flow_mse
 from jaxfeat.ntk._shortcut import latent_means
@@ -36,9 +44,13 @@ def probe_grid(rho_s: Scalar, rho_c: Scalar, n: int = 30) -> Float[Array, "m 2"]
 
     Returns:
       Latents, shape `(n * n, 2)` (shortcut, core).
+
+    Raises:
+      ValueError: for `rho_s` or `rho_c` outside $(0.5, 1)$ (checked when concrete).
     """
+    check_int_at_least("n", n, 1)
     dtype = jnp.result_type(as_float(rho_s), as_float(rho_c))
-    ms, mc = latent_means(rho_s), latent_means(rho_c)
+    ms, mc = latent_means(rho_s, name="rho_s"), latent_means(rho_c, name="rho_c")
     gs = jnp.linspace(-3 * ms, 3 * ms, n, dtype=dtype)
     gc = jnp.linspace(-3 * mc, 3 * mc, n, dtype=dtype)
     zs, zc = jnp.meshgrid(gs, gc, indexing="ij")
@@ -46,7 +58,9 @@ def probe_grid(rho_s: Scalar, rho_c: Scalar, n: int = 30) -> Float[Array, "m 2"]
 
 
 def _sign(u):
-    return jnp.where(u >= 0, 1.0, -1.0).astype(jnp.result_type(u, float))
+    """+1 for u >= 0, -1 below, NaN for NaN (a diverged model has no decision)."""
+    s = jnp.where(u >= 0, 1.0, -1.0)
+    return jnp.where(jnp.isnan(u), jnp.nan, s).astype(jnp.result_type(u, float))
 
 
 def reliance(
@@ -60,36 +74,59 @@ def reliance(
       z_grid: the grid's latents, shape `(m, 2)`.
 
     Returns:
-      $R \in [-1, 1]$.
+      $R \in [-1, 1]$; NaN if a decision is NaN (under `jit`).
+
+    Raises:
+      ValueError: for mismatched shapes, or a non-finite `decision` (checked when
+        concrete: a diverged model must not pass for a classifier).
     """
+    return _reliance(decision, z_grid, "decision")
+
+
+def _reliance(decision, z_grid, name):
     decision, z_grid = as_float(decision), as_float(z_grid)
     if decision.shape != z_grid.shape[:1] or z_grid.shape[1:] != (2,):
         raise ValueError(
-            f"decision: expected shape (m,) matching z_grid (m, 2); got "
+            f"{name}: expected shape (m,) matching z_grid (m, 2); got "
             f"{decision.shape} and {z_grid.shape}"
         )
+    check_finite(name, decision)
     conflict = _sign(z_grid[:, 0]) - _sign(z_grid[:, 1])
     return jnp.mean(_sign(decision) * conflict)
 
 
 def reliance_of_line(a: Scalar, b: Scalar, mu_s: Scalar, mu_c: Scalar) -> Array:
-    r"""Continuum-limit reliance of the line classifier $a z_s + b z_c$ ($b > 0$).
+    r"""Continuum-limit reliance of the line classifier $a z_s + b z_c$.
 
-    With $r = a\mu_s/(b\mu_c)$: $R = r - 1$ for $0 \le r \le 1$, $1 - 1/r$ for
-    $r \ge 1$, and $-1$ for $a \le 0$ (spec Sec. 1.4).
+    With $b > 0$ and $r = a\mu_s/(b\mu_c)$: $R = r - 1$ for $0 \le r \le 1$,
+    $1 - 1/r$ for $r \ge 1$, and $-1$ for $a \le 0$ (spec Sec. 1.4). Reliance is odd
+    in the classifier, so $b < 0$ gives $R(a, b) = -R(-a, -b)$; $b = 0$ is the
+    $|r| \to \infty$ limit, $R = \mathrm{sign}(a)$ ($a = b = 0$ is a constant
+    classifier, $R = 0$).
 
     Args:
       a: shortcut coefficient.
-      b: core coefficient, positive.
-      mu_s: grid half-width scale of $z_s$ ($\mu_s$).
-      mu_c: the same for $z_c$.
+      b: core coefficient (any sign).
+      mu_s: grid half-width scale of $z_s$ ($\mu_s > 0$).
+      mu_c: the same for $z_c$ ($\mu_c > 0$).
 
     Returns:
       The reliance, a scalar.
+
+    Raises:
+      ValueError: for a non-finite `a` or `b`, or a `mu_s` or `mu_c` that is not
+        positive (checked when concrete).
     """
-    r = a * mu_s / (b * mu_c)
+    check_finite("a", a)
+    check_finite("b", b)
+    check_positive("mu_s", mu_s)
+    check_positive("mu_c", mu_c)
+    flip = jnp.where(b < 0, -1.0, 1.0)  # R is odd in the classifier
+    num, den = flip * a * mu_s, jnp.abs(b) * mu_c
+    r = num / jnp.where(den > 0, den, 1.0)
     safe = jnp.where(r > 0, r, 1.0)
-    return jnp.where(r <= 0, -1.0, jnp.where(r <= 1, r - 1, 1 - 1 / safe))
+    pos_b = jnp.where(r <= 0, -1.0, jnp.where(r <= 1, r - 1, 1 - 1 / safe))
+    return flip * jnp.where(den > 0, pos_b, jnp.sign(num))  # b = 0: sign(a z_s)
 
 
 class LDA(NamedTuple):
@@ -99,7 +136,6 @@ class LDA(NamedTuple):
     b: Float[Array, ""]
 
 
-@jax.jit
 def lda_fit(x: Float[Array, "n d"], y: Float[Array, " n"]) -> LDA:
     r"""Two-class LDA with a pooled covariance and equal priors.
 
@@ -114,11 +150,36 @@ def lda_fit(x: Float[Array, "n d"], y: Float[Array, " n"]) -> LDA:
 
     Returns:
       `LDA(w, b)`.
+
+    Raises:
+      ValueError: for mismatched shapes, a non-finite `x`, labels outside
+        $\{-1, +1\}$ or only one class in `y` (values checked when concrete;
+        under `jit` these give NaN).
     """
     if x.ndim != 2 or y.shape != x.shape[:1]:
         raise ValueError(
             f"y: expected shape ({x.shape[0]},) for x {x.shape}; got {y.shape}"
         )
+    check_finite("x", x)
+    _check_labels("y", y)
+    return _lda_fit(x, y)
+
+
+def _check_labels(name, y):
+    """Labels in {-1, +1} with both classes present (when concrete)."""
+    if not is_concrete(y):
+        return
+    v = np.asarray(y)
+    if not np.all((v == 1) | (v == -1)):
+        raise ValueError(
+            f"{name}: expected labels in {{-1, +1}}; got values {np.unique(v)[:4]}"
+        )
+    if not (np.any(v > 0) and np.any(v < 0)):
+        raise ValueError(f"{name}: expected both classes -1 and +1; got one class")
+
+
+@jax.jit
+def _lda_fit(x, y):
     pos = (y > 0).astype(x.dtype)
     neg = 1 - pos
     m_pos = (pos @ x) / jnp.sum(pos)
@@ -139,8 +200,22 @@ def shortcut_bias(
     decision_optimal: Float[ArrayLike, " m"],
     z_grid: Float[ArrayLike, "m 2"],
 ) -> Float[Array, ""]:
-    r"""Shortcut bias $R_{model} - R_{optimal}$ on the probe grid, in $[-2, 2]$."""
-    return reliance(decision_model, z_grid) - reliance(decision_optimal, z_grid)
+    r"""Shortcut bias $R_{model} - R_{optimal}$ on the probe grid, in $[-2, 2]$.
+
+    Args:
+      decision_model: the model's real-valued outputs on the grid, shape `(m,)`.
+      decision_optimal: the optimal (LDA) outputs on the grid, shape `(m,)`.
+      z_grid: the grid's latents, shape `(m, 2)`.
+
+    Returns:
+      The bias, a scalar; NaN if a decision is NaN (under `jit`).
+
+    Raises:
+      ValueError: for mismatched shapes or non-finite decisions (checked when
+        concrete).
+    """
+    r_model = _reliance(decision_model, z_grid, "decision_model")
+    return r_model - _reliance(decision_optimal, z_grid, "decision_optimal")
 
 
 def kernel_shortcut_bias(
@@ -171,9 +246,16 @@ def kernel_shortcut_bias(
     Returns:
       Bias at each time, `(t,)`.
 
+    Raises:
+      ValueError: for mismatched shapes, and as `gradient_flow_mse` and `reliance`
+        do (negative or non-finite times, an indefinite kernel, non-finite
+        decisions; values checked when concrete).
+
     References:
       Hermann et al. 2024, arXiv:2310.16228 (Sec. 5, NTK account); claim NTK-10.
     """
+    m, n = jnp.shape(z_grid)[0], jnp.shape(k_train_train)[0]
+    check_shape("k_grid_train", k_grid_train, (m, n), f"({m}, {n}) (grid, train)")
     predict = gradient_flow_mse(k_train_train, y_train, lr=lr)
     out = predict(t, k_test_train=k_grid_train).test  # (t, m)
     r_opt = reliance(decision_optimal, z_grid)

@@ -29,11 +29,14 @@ from jaxfeat._src.checks import check_in_range, check_int_at_least, check_positi
 from jaxfeat._src.typing import PRNGKey, Scalar
 
 
-def latent_means(rho: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
+def latent_means(
+    rho: Float[ArrayLike, "..."], *, name: str = "rho"
+) -> Float[Array, "..."]:
     r"""Class means $\mu = \sqrt2\,\mathrm{erf}^{-1}(2\rho - 1)$, so $\Phi(\mu) = \rho$.
 
     Args:
       rho: predictivities in $(0.5, 1)$, any shape.
+      name: the argument name used in error messages (e.g. `"rho_s"`).
 
     Returns:
       Means, the same shape.
@@ -42,7 +45,7 @@ def latent_means(rho: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
       ValueError: for `rho` outside $(0.5, 1)$ (checked when concrete).
     """
     rho = as_float(rho)
-    check_in_range("rho", rho, 0.5, 1.0)
+    check_in_range(name, rho, 0.5, 1.0)
     return jnp.sqrt(2.0) * erfinv(2 * rho - 1)
 
 
@@ -70,7 +73,7 @@ def make_embedding(
     d: int,
     *,
     orthonormal: bool = True,
-    nesting: tuple[int, int] = (0, 0),
+    nesting: tuple[int, ...] = (0, 0),
     nest_width: int = 16,
 ) -> Embedding:
     r"""Samples the embedding: directions and (optional) random nesting networks.
@@ -80,17 +83,29 @@ def make_embedding(
       d: input dimension (>= 2).
       orthonormal: directions from a QR factorisation (exactly orthogonal), else
         independent Gaussian directions normalised to unit length.
-      nesting: tanh-layer counts $(\\eta_s, \\eta_c)$ of the nesting networks.
-      nest_width: width of the nesting networks.
+      nesting: tanh-layer counts $(\\eta_s, \\eta_c)$ of the nesting networks, two
+        integers >= 0.
+      nest_width: width of the nesting networks, >= 1.
 
     Returns:
       An `Embedding`.
+
+    Raises:
+      ValueError: for `d < 2`, a `nesting` that is not two integers >= 0, or
+        `nest_width < 1`.
     """
     check_int_at_least("d", d, 2)
+    nesting = tuple(nesting)
+    if len(nesting) != 2:
+        raise ValueError(
+            f"nesting: expected two layer counts (eta_s, eta_c); got {nesting!r}"
+        )
     for eta in nesting:
         check_int_at_least("nesting", eta, 0)
+    check_int_at_least("nest_width", nest_width, 1)
+    nesting = tuple(int(eta) for eta in nesting)
     return _make_embedding(
-        key, d=d, orthonormal=orthonormal, nesting=tuple(nesting), nest_width=nest_width
+        key, d=d, orthonormal=orthonormal, nesting=nesting, nest_width=int(nest_width)
     )
 
 
@@ -106,12 +121,14 @@ def _make_embedding(key, *, d, orthonormal, nesting, nest_width):
     else:
         dirs = (g / jnp.linalg.norm(g, axis=0, keepdims=True)).T
     e_max = max(max(nesting), 1)
-    k1, k2, k3 = jax.random.split(k_net, 3)
-    hidden = jax.random.normal(k1, (2, e_max, nest_width, nest_width))
+    # the first layer reads one scalar (column 0), so it gets unit-variance weights
+    k_first, k_deep, k_bias, k_out = jax.random.split(k_net, 4)
+    hidden = jax.random.normal(k_deep, (2, e_max, nest_width, nest_width))
     hidden = hidden / jnp.sqrt(nest_width)
-    hidden = hidden.at[:, 0].set(jax.random.normal(k1, (2, nest_width, nest_width)))
-    bias = 0.1 * jax.random.normal(k2, (2, e_max, nest_width))
-    out = jax.random.normal(k3, (2, nest_width, d)) / jnp.sqrt(nest_width)
+    first = jax.random.normal(k_first, (2, nest_width, nest_width))
+    hidden = hidden.at[:, 0].set(first)
+    bias = 0.1 * jax.random.normal(k_bias, (2, e_max, nest_width))
+    out = jax.random.normal(k_out, (2, nest_width, d)) / jnp.sqrt(nest_width)
     return Embedding(dirs, hidden, bias, out, jnp.asarray(nesting, jnp.int32))
 
 
@@ -171,7 +188,9 @@ def sample_latents(
     if n % 2:
         raise ValueError(f"n: expected an even number (balanced classes); got {n}")
     check_in_range("sigma_sc", sigma_sc, -1.0, 1.0)
-    mu = jnp.stack([latent_means(rho_s), latent_means(rho_c)])
+    mu = jnp.stack(
+        [latent_means(rho_s, name="rho_s"), latent_means(rho_c, name="rho_c")]
+    )
     return _sample_latents(key, mu, jnp.asarray(sigma_sc, mu.dtype), n=n)
 
 

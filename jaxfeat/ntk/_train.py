@@ -15,10 +15,18 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Float
 
-from jaxfeat._src.checks import check_choice, check_int_at_least, check_positive
+from jaxfeat._src.checks import (
+    check_choice,
+    check_finite,
+    check_int_at_least,
+    check_positive,
+    check_shape,
+    is_concrete,
+)
 from jaxfeat._src.typing import PRNGKey, Scalar
 from jaxfeat.ntk._mlp import Dense, MLPConfig, init_mlp, mlp_apply
 
@@ -62,7 +70,8 @@ class TrainResult(NamedTuple):
       final: parameters after the last step.
       best: parameters at the best validation accuracy (first best on ties).
       train_loss: training loss at each check, shape `(t,)`.
-      val_accuracy: validation accuracy at each check, shape `(t,)`.
+      val_accuracy: validation accuracy at each check, shape `(t,)`; NaN once the
+        network's outputs are NaN (diverged).
     """
 
     final: tuple[Dense, ...]
@@ -77,8 +86,10 @@ def _mse(params, x, y, net):
 
 
 def _accuracy(params, x, y, net):
+    """Fraction of sign(out) == y; NaN if any output is NaN (a diverged network)."""
     out = jax.vmap(functools.partial(mlp_apply, cfg=net), in_axes=(None, 0))(params, x)
-    return jnp.mean(jnp.where(out[:, 0] >= 0, 1.0, -1.0) == y)
+    hit = (jnp.where(out[:, 0] >= 0, 1.0, -1.0) == y).astype(out.dtype)
+    return jnp.mean(jnp.where(jnp.isnan(out[:, 0]), jnp.nan, hit))
 
 
 def train_classifier(
@@ -105,16 +116,33 @@ def train_classifier(
       train: static training settings.
 
     Returns:
-      `TrainResult`.
+      `TrainResult`. A diverged run is not an error: its losses and validation
+      accuracies are NaN (check them before using its parameters).
+
+    Raises:
+      ValueError: for mismatched shapes, `out_dim != 1`, a non-positive `lr`, and
+        (checked when concrete) non-finite inputs or labels outside
+        $\{-1, +1\}$.
     """
     if net.out_dim != 1:
         raise ValueError(
             f"net: expected out_dim=1 for a binary classifier; got {net.out_dim}"
         )
-    if x.ndim != 2 or y.shape != x.shape[:1] or x.shape[1] != net.in_dim:
-        raise ValueError(
-            f"x: expected shape (n, {net.in_dim}) with y (n,); got {x.shape}, {y.shape}"
-        )
+    d = net.in_dim
+    check_shape("x", x, (None, d), f"(n, {d})")
+    check_shape("y", y, (x.shape[0],), f"({x.shape[0]},) matching x")
+    check_shape("x_val", x_val, (None, d), f"(m, {d})")
+    check_shape(
+        "y_val", y_val, (x_val.shape[0],), f"({x_val.shape[0]},) matching x_val"
+    )
+    for name, arr in (("x", x), ("x_val", x_val)):
+        check_finite(name, arr)
+    for name, arr in (("y", y), ("y_val", y_val)):
+        if is_concrete(arr) and not np.all(np.abs(np.asarray(arr)) == 1):
+            raise ValueError(
+                f"{name}: expected labels in {{-1, +1}}; got values "
+                f"{np.unique(np.asarray(arr))[:4]}"
+            )
     check_positive("lr", lr)
     return _train(key, x, y, x_val, y_val, lr, net=net, train=train)
 
@@ -145,9 +173,10 @@ def _train(key, x, y, x_val, y_val, lr, *, net, train):
         steps = j * train.eval_every + jnp.arange(train.eval_every)
         (p, s), losses = jax.lax.scan(step, (p, s), steps)
         acc = _accuracy(p, x_val, y_val, net)
-        better = acc > best_acc
+        better = acc > best_acc  # False for a NaN accuracy: keep the last finite best
         best = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), p, best)
-        return ((p, s), best, jnp.maximum(acc, best_acc)), (jnp.mean(losses), acc)
+        best_acc = jnp.where(better, acc, best_acc)
+        return ((p, s), best, best_acc), (jnp.mean(losses), acc)
 
     init = ((params, opt.init(params)), params, jnp.asarray(-1.0, x.dtype))
     ((final, _), best, _), (loss, acc) = jax.lax.scan(

@@ -90,3 +90,37 @@ def test_bad_input(key):
         ntk.gradient_flow_mse(jnp.eye(3), jnp.ones(3), lr=-1.0)
     with pytest.raises(ValueError, match="k_train_train"):
         ntk.gradient_flow_mse(jnp.eye(3).at[0, 0].set(jnp.nan), jnp.ones(3))
+
+
+def test_bad_input_values(key):
+    k = 2.0 * jnp.eye(3)
+    y = jnp.ones(3)
+    predict = ntk.gradient_flow_mse(k, y)
+    for bad_t in (-100.0, jnp.nan, jnp.array([1.0, -1.0])):
+        with pytest.raises(ValueError, match="^t: expected"):
+            predict(bad_t)
+    with pytest.raises(ValueError, match="^t: expected a scalar"):
+        predict(jnp.ones((2, 2)))
+    with pytest.raises(ValueError, match="^y_train: expected finite"):
+        ntk.gradient_flow_mse(k, y.at[0].set(jnp.nan))
+    # (jaxtyping's hook, active in tests, rejects the 0-D array first: TypeError)
+    with pytest.raises((ValueError, TypeError), match="y_train"):
+        ntk.gradient_flow_mse(k, jnp.array(1.0))
+    with pytest.raises(ValueError, match="^k_train_train: expected a symmetric"):
+        ntk.gradient_flow_mse(jnp.array([[1.0, 5.0], [0.0, 1.0]]), jnp.ones(2))
+    with pytest.raises(ValueError, match="^k_train_train: expected a positive semi"):
+        ntk.gradient_flow_mse(jnp.array([[1.0, 0.0], [0.0, -5.0]]), jnp.ones(2))
+    with pytest.raises((ValueError, TypeError), match="k_train_train"):
+        ntk.gradient_flow_mse(jnp.ones((3, 3, 3)), y)
+    for bad in (jnp.ones((2, 4)), jnp.ones((3,))):
+        with pytest.raises(ValueError, match="^k_test_train: expected shape"):
+            predict(1.0, k_test_train=bad)
+    grid = ntk.probe_grid(0.8, 0.9, n=2)
+    # (in tests jaxtyping checks the shared axis sizes first; without it, ValueError)
+    with pytest.raises((ValueError, TypeError), match="k_grid_train"):
+        ntk.kernel_shortcut_bias(k, jnp.ones((4, 2)), y, jnp.ones(1), grid, grid[:, 0])
+    # round-off is not an error: a float32 Gram matrix with eigenvalues ~ -eps |K|
+    a = jax.random.normal(key, (40, 3))
+    gram = a @ a.T  # rank 3: 37 eigenvalues are round-off around 0
+    out = ntk.gradient_flow_mse(gram, jnp.ones(40))(1.0).train
+    assert bool(jnp.all(jnp.isfinite(out)))

@@ -1,5 +1,6 @@
 """Empirical NTK: every algorithm against a naive Jacobian and the hand formula."""
 
+import dataclasses
 import functools
 
 import jax
@@ -191,3 +192,47 @@ def test_bad_input(key):
     taps2 = lambda p, x, deltas=None: taps(p[:-1], x, deltas=deltas)
     with pytest.raises(ValueError, match="structure"):
         ntk.empirical_ntk_fn(f2, method="structured", structure=taps2)(extra, x1)
+
+
+def test_one_hidden_layer_hand_formula_standard(key, x64):
+    # Spec A1, standard parameterisation (flax nn.Dense): z = x W + b with trainable
+    # b (unit Jacobian), so Theta = sum_j h_j h'_j + 1 + sum_j v_j^2 g_j g'_j (x.x' + 1)
+    d, n = 5, 64
+    cfg = ntk.MLPConfig(
+        in_dim=d, widths=(n,), out_dim=1, parameterization="standard", b_std=0.1
+    )
+    params = ntk.init_mlp(key, cfg)
+    x1 = jax.random.normal(jax.random.fold_in(key, 1), (7, d))
+    x2 = jax.random.normal(jax.random.fold_in(key, 2), (3, d))
+    W, b = params[0]
+    v = params[1].w[:, 0]
+    u = lambda x: x @ W + b[None]
+    h1, h2 = jax.nn.relu(u(x1)), jax.nn.relu(u(x2))
+    g1, g2 = (u(x1) > 0).astype(float), (u(x2) > 0).astype(float)
+    hand = h1 @ h2.T + 1 + (g1 * v[None] ** 2) @ g2.T * (x1 @ x2.T + 1)
+    for method in METHODS:
+        got = ntk.empirical_ntk_fn(
+            functools.partial(ntk.mlp_apply, cfg=cfg),
+            method=method,
+            structure=functools.partial(ntk.mlp_taps, cfg=cfg),
+        )
+        np.testing.assert_allclose(got(params, x1, x2), hand, rtol=1e-10)
+
+
+def test_structure_must_match_f(key):
+    # taps of a tanh network with a ReLU f (same parameter shapes) gave a kernel off
+    # by ~0.6 without an error
+    cfg, params, x1, x2, f, taps = _setup(key)
+    tanh_taps = functools.partial(
+        ntk.mlp_taps, cfg=dataclasses.replace(cfg, activation="tanh")
+    )
+    for method in ("auto", "structured"):
+        fn = ntk.empirical_ntk_fn(f, method=method, structure=tanh_taps)
+        with pytest.raises(ValueError, match="^structure: the layer taps' output"):
+            fn(params, x1, x2)
+    # the same taps are ignored by the other algorithms
+    ntk.empirical_ntk_fn(f, method="jacobian", structure=tanh_taps)(params, x1)
+    with pytest.raises(ValueError, match="^x1: expected a batch"):
+        ntk.empirical_ntk_fn(f)(params, jnp.ones(5))
+    with pytest.raises(ValueError, match="^x2: expected a batch"):
+        ntk.empirical_ntk_fn(f, method="jacobian")(params, x1, jnp.ones(5))

@@ -43,16 +43,20 @@ def test_embedding_linear_and_nested(key):
     np.testing.assert_allclose(
         x @ emb.directions.T, z * jnp.array([[3.0, 1.0]]), rtol=1e-5, atol=1e-5
     )
-    nested = ntk.make_embedding(key, 20, nesting=(2, 0))
-    xn = ntk.embed(z, nested, 3.0, 1.0)
-    # the core is still linear; the shortcut went through 2 tanh layers
-    np.testing.assert_allclose(
-        xn - ntk.embed(z.at[:, 0].set(0.0), nested, 3.0, 1.0),
-        ntk.embed(z.at[:, 1].set(0.0), nested, 3.0, 1.0)
-        - ntk.embed(jnp.zeros_like(z), nested, 3.0, 1.0),
-        atol=1e-5,
-    )
-    assert not np.allclose(xn, x)
+
+    # A nested feature goes through tanh layers (not linear in it), the other stays
+    # exactly linear: embed(2 z_i) - embed(0) == 2 (embed(z_i) - embed(0)), other
+    # latent fixed. (The old test held for a clamped nesting=(1,) too.)
+    def lin_gap(emb, i):
+        zi = lambda s: z.at[:, i].multiply(s)
+        e = lambda s: ntk.embed(zi(s), emb, 3.0, 1.0)
+        return float(jnp.max(jnp.abs((e(2.0) - e(0.0)) - 2 * (e(1.0) - e(0.0)))))
+
+    for nesting, nested_feature in (((2, 0), 0), ((0, 2), 1)):
+        emb_n = ntk.make_embedding(key, 20, nesting=nesting)
+        assert lin_gap(emb_n, 1 - nested_feature) < 1e-5
+        assert lin_gap(emb_n, nested_feature) > 0.1
+        assert not np.allclose(ntk.embed(z, emb_n, 3.0, 1.0), x)
 
 
 def test_reliance_sanity():
@@ -160,3 +164,115 @@ def test_bad_input(key):
         ntk.reliance(jnp.ones(5), jnp.ones((4, 2)))
     with pytest.raises(ValueError, match="optimizer"):
         ntk.TrainConfig(optimizer="lbfgs")
+
+
+def test_nan_decisions_are_not_decisions():
+    # A diverged model (NaN outputs) must not count as -1 decisions: the old sign
+    # turned an all-NaN output into a constant -1 classifier with R = 0.
+    grid = ntk.probe_grid(0.8, 0.9, n=6)
+    dec = grid[:, 0].at[3].set(jnp.nan)
+    with pytest.raises(ValueError, match="^decision: expected finite"):
+        ntk.reliance(dec, grid)
+    with pytest.raises(ValueError, match="^decision_model: expected finite"):
+        ntk.shortcut_bias(dec, grid[:, 1], grid)
+    with pytest.raises(ValueError, match="^decision_optimal: expected finite"):
+        ntk.shortcut_bias(grid[:, 1], dec, grid)
+    assert bool(jnp.isnan(jax.jit(ntk.reliance)(dec, grid)))
+    assert bool(jnp.isnan(jax.jit(ntk.shortcut_bias)(dec, grid[:, 1], grid)))
+    assert float(jax.jit(ntk.reliance)(grid[:, 0], grid)) == 1.0  # finite: unchanged
+
+
+def test_diverged_training_reports_nan(key):
+    from experiments.ntk._shared import mean_ci, network_bias
+
+    emb = ntk.make_embedding(key, 10)
+    tr = ntk.sample_shortcut_data(key, 64, emb, rho_s=0.7, rho_c=0.9, alpha_s=3.0)
+    net = ntk.MLPConfig(in_dim=10, widths=(8,), parameterization="standard")
+    tc = ntk.TrainConfig(steps=20, batch_size=None, optimizer="sgd", eval_every=10)
+    res = ntk.train_classifier(key, tr.x, tr.y, tr.x, tr.y, 1e6, net=net, train=tc)
+    assert bool(jnp.isnan(res.val_accuracy[-1]))  # was a number (0.5) before
+    grid = ntk.probe_grid(0.7, 0.9, n=6)
+    xg = ntk.embed(grid, emb, 3.0, 1.0)
+    lda = ntk.lda_decision(ntk.lda_fit(tr.x, tr.y), xg)
+    bias = network_bias(res.final, net, xg, grid, lda)  # eager
+    assert bool(jnp.isnan(bias))
+    assert bool(
+        jnp.isnan(
+            jax.jit(network_bias, static_argnums=1)(res.final, net, xg, grid, lda)
+        )
+    )
+    mean, _ = mean_ci(np.array([0.1, float(bias), 0.2]))
+    assert np.isnan(mean)  # a diverged seed is not averaged away
+
+
+def test_nesting_networks_are_independent(key):
+    # the two features' nesting networks must not share weights (key reuse made
+    # the core's first layer exactly 4x the shortcut's second: correlation 1)
+    e = ntk.make_embedding(jax.random.key(0), 5, nesting=(2, 2), nest_width=16)
+    h = e.nest_hidden
+    for a, b in (((1, 0), (0, 1)), ((0, 0), (0, 1)), ((0, 0), (1, 0))):
+        corr = np.corrcoef(np.ravel(h[a]), np.ravel(h[b]))[0, 1]
+        assert abs(corr) < 0.3, (a, b, corr)  # 256 iid pairs: sd ~0.06
+
+
+def test_make_embedding_validates_nesting(key):
+    for bad in ((1,), (1, 0, 2), (-1, 0)):
+        with pytest.raises(ValueError, match="^nesting"):
+            ntk.make_embedding(key, 5, nesting=bad)
+    for width in (0, -3):
+        with pytest.raises(ValueError, match="^nest_width"):
+            ntk.make_embedding(key, 5, nesting=(1, 0), nest_width=width)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"), [(1.0, -1.0), (0.3, -1.0), (-2.0, -1.0), (1.0, 0.0), (-1.0, 0.0)]
+)
+def test_reliance_of_line_any_sign_of_b(a, b):
+    # against the reliance of the line on a fine grid (continuum limit, as NTK-6)
+    mu_s, mu_c = ntk.latent_means(0.8), ntk.latent_means(0.9)
+    grid = ntk.probe_grid(0.8, 0.9, n=300)
+    got = ntk.reliance(a * grid[:, 0] + b * grid[:, 1], grid)
+    assert abs(float(got) - float(ntk.reliance_of_line(a, b, mu_s, mu_c))) < 0.005
+
+
+def test_bad_input_names_the_argument(key):
+    with pytest.raises(ValueError, match="^rho_c"):
+        ntk.sample_latents(key, 10, rho_s=0.7, rho_c=1.0)
+    with pytest.raises(ValueError, match="^rho_s"):
+        ntk.sample_latents(key, 10, rho_s=0.5, rho_c=0.9)
+    with pytest.raises(ValueError, match="^rho_s"):
+        ntk.probe_grid(0.5, 0.9)
+    with pytest.raises(ValueError, match="^rho_c"):
+        ntk.probe_grid(0.7, 1.0)
+    emb = ntk.make_embedding(key, 5)
+    with pytest.raises(ValueError, match="^rho_c"):
+        ntk.sample_shortcut_data(key, 10, emb, rho_s=0.7, rho_c=0.4, alpha_s=1.0)
+    with pytest.raises(ValueError, match="^rho"):
+        ntk.latent_means(jnp.array([0.4]))
+    with pytest.raises(ValueError, match="^mu_s"):
+        ntk.reliance_of_line(1.0, 1.0, -1.0, 1.0)
+    with pytest.raises(ValueError, match="^mu_c"):
+        ntk.reliance_of_line(1.0, 1.0, 1.0, 0.0)
+    x = jax.random.normal(key, (10, 3))
+    y = jnp.array([-1.0, 1.0] * 5)
+    with pytest.raises(ValueError, match="^y: expected both classes"):
+        ntk.lda_fit(x, jnp.ones(10))
+    with pytest.raises(ValueError, match="^x: expected finite"):
+        ntk.lda_fit(x.at[0, 0].set(jnp.nan), y)
+    with pytest.raises(ValueError, match="^y: expected labels"):
+        ntk.lda_fit(x, (y + 1) / 2)
+    net = ntk.MLPConfig(in_dim=3, widths=(4,), parameterization="standard")
+    tc = ntk.TrainConfig(steps=10, batch_size=4, eval_every=10)
+    fit = functools.partial(ntk.train_classifier, key, net=net, train=tc, lr=1e-2)
+    # (in tests jaxtyping checks the shared axes d and m first; without it the
+    # wrapper's ValueError names the argument)
+    with pytest.raises((ValueError, TypeError), match="x_val"):
+        fit(x, y, jnp.ones((4, 5)), y[:4])
+    with pytest.raises((ValueError, TypeError), match="y_val"):
+        fit(x, y, x[:4], y[:3])
+    with pytest.raises(ValueError, match="^y: expected labels"):
+        fit(x, (y + 1) / 2, x, y)
+    with pytest.raises(ValueError, match="^y_val: expected labels"):
+        fit(x, y, x, (y + 1) / 2)
+    with pytest.raises(ValueError, match="^x: expected finite"):
+        fit(x.at[0, 0].set(jnp.nan), y, x, y)

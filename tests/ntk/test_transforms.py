@@ -39,6 +39,29 @@ NTK_FN = ntk.empirical_ntk_fn(
     functools.partial(ntk.mlp_apply, cfg=CFG),
     structure=functools.partial(ntk.mlp_taps, cfg=CFG),
 )
+CFG_TANH = ntk.MLPConfig(in_dim=4, widths=(1,), activation="tanh", b_std=0.1)
+
+
+def _ntk_case(**kw):
+    fn = ntk.empirical_ntk_fn(functools.partial(ntk.mlp_apply, cfg=CFG), **kw)
+    return lambda: (
+        fn,
+        (_params(), _u(5, 4), _u(3, 4, seed=1)),
+        (_params_b(), _u(B, 5, 4), _u(B, 3, 4, seed=1)),
+        None,
+        {},
+    )
+
+
+def _quadrature_case(method):
+    return lambda: (
+        lambda x1, x2: ntk.analytic_kernels(CFG_TANH, x1, x2, method=method, n_nodes=8),
+        (_u(3, 4), _u(2, 4, seed=1)),
+        (_u(B, 3, 4), _u(B, 2, 4, seed=1)),
+        None,
+        {},
+    )
+
 
 CASES = {
     "init_mlp": lambda: (
@@ -82,6 +105,23 @@ CASES = {
         ),
         (_u(4, 4), _u(4), jnp.asarray(0.5)),
         (_u(B, 4, 4), _u(B, 4), jnp.array([0.1, 0.5, 2.0])),
+        None,
+        {},
+    ),
+    # the other algorithms and paths behind the same public names
+    "empirical_ntk_fn[jacobian]": _ntk_case(method="jacobian"),
+    "empirical_ntk_fn[ntvp]": _ntk_case(method="ntvp"),
+    "empirical_ntk_fn[blocked]": _ntk_case(method="jacobian", block_size=2),
+    "analytic_kernels[polar]": _quadrature_case("polar"),
+    "analytic_kernels[gauss_hermite]": _quadrature_case("gauss_hermite"),
+    "gradient_flow_mse[k_test_train]": lambda: (
+        lambda k, y, kt, t: (
+            ntk.gradient_flow_mse(k @ k.T + jnp.eye(4, dtype=k.dtype), y)(
+                t, k_test_train=kt
+            ).test
+        ),
+        (_u(4, 4), _u(4), _u(2, 4, seed=2), jnp.asarray(0.5)),
+        (_u(B, 4, 4), _u(B, 4), _u(B, 2, 4, seed=2), jnp.array([0.1, 0.5, 2.0])),
         None,
         {},
     ),
