@@ -83,7 +83,14 @@ def _magnitude(params, x, grids, cfg, variant, center, include_base, power):
         else:
             _check_x(x, cfg, params, grids)
     else:
+        if center:
+            raise ValueError(
+                "center: applies to variant='paper' (a spread over samples); "
+                "variant='coef' scores coefficients, not samples"
+            )
         _check_net(params, grids, cfg)
+    if include_base and variant != "coef":
+        raise ValueError("include_base: applies to variant='coef' only")
     return _magnitude_core(params, x, grids, cfg, variant, center, include_base, power)
 
 
@@ -135,7 +142,8 @@ def kan_l1(
       grids: the network's grids.
       cfg: the architecture.
       variant: `"paper"` (the authors' code) or `"coef"` (coefficient L1 norm).
-      center: use the per-edge standard deviation over `x` (constant features get 0).
+      center: `"paper"` only: use the per-edge standard deviation over `x`
+        (constant features get 0).
       include_base: `"coef"` only: add the base-weight norm.
 
     Returns:
@@ -144,7 +152,8 @@ def kan_l1(
     Raises:
       ValueError: shapes that do not match `cfg`, no samples (fewer than 2 with
         `center=True`), a concrete `x` with NaN or infinity, a concrete
-        non-uniform grid with `cfg.basis="uniform"`.
+        non-uniform grid with `cfg.basis="uniform"`, or `center` / `include_base`
+        with the variant they do not apply to.
     """
     return _magnitude(params, x, grids, cfg, variant, center, include_base, 1)
 

@@ -309,6 +309,17 @@ def test_too_few_samples_or_folds_raise():
         kan.jaccard_stability(jnp.arange(3.0)[None], 2)
 
 
+def test_options_of_the_other_variant_raise():
+    # `center` would be silently ignored by the coefficient variant, `include_base`
+    # by the paper's: both are errors, not no-ops.
+    params, grids, x, _ = _setup()
+    kw = dict(grids=grids, cfg=CFG)
+    with pytest.raises(ValueError, match="^center: "):
+        kan.kan_l1(params, x, variant="coef", center=True, **kw)
+    with pytest.raises(ValueError, match="^include_base: "):
+        kan.kan_l2(params, x, include_base=True, **kw)
+
+
 # -- 12. redundancy --
 
 
