@@ -90,8 +90,13 @@ def _check_weights(name: str, w, n: int, dtype) -> Array:
 
 
 def l2_normalize(feats: ArrayLike) -> Float[Array, "n k"]:
-    r"""Rows scaled to unit $\ell_2$ norm (zero rows stay zero)."""
+    r"""Rows scaled to unit $\ell_2$ norm (zero rows stay zero).
+
+    Raises:
+      ValueError: if concrete `feats` hold NaN/inf.
+    """
     feats = jnp.asarray(feats)
+    check_finite("feats", feats)
     norm = jnp.linalg.norm(feats, axis=-1, keepdims=True)
     return feats / jnp.where(norm > 0, norm, 1.0)
 
@@ -233,8 +238,22 @@ def whitened_features(
 
 
 def ot_cost(a: ArrayLike, b: ArrayLike) -> Array:
-    r"""$\|a_i - b_j\|_2$ for unit rows, as $\sqrt{|2 - 2 a_i \cdot b_j|}$ `(n, m)`."""
-    return jnp.sqrt(jnp.abs(2.0 - 2.0 * jnp.asarray(a) @ jnp.asarray(b).T))
+    r"""$\|a_i - b_j\|_2$ for unit rows, as $\sqrt{|2 - 2 a_i \cdot b_j|}$ `(n, m)`.
+
+    Raises:
+      ValueError: if `a` `(n, k)` and `b` `(m, k)` are not 2-D with the same
+        feature width, or concrete values are not finite.
+    """
+    a, b = _check_2d("a", a), _check_2d("b", b)
+    _check_same_width("b", b, "a", a)
+    return jnp.sqrt(jnp.abs(2.0 - 2.0 * a @ b.T))
+
+
+def _check_same_width(name: str, x, other: str, y) -> None:
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"{name}: expected {y.shape[1]} features (as {other}); got {x.shape[1]}"
+        )
 
 
 def sinkhorn(
@@ -340,6 +359,7 @@ def tarot_select(
     """
     c = _check_2d("cand_hat", cand_hat)
     t = _check_2d("target_hat", target_hat)
+    _check_same_width("target_hat", t, "cand_hat", c)
     check_int_at_least("n_folds", n_folds, 2)
     if t.shape[0] < n_folds:
         raise ValueError(

@@ -165,6 +165,16 @@ def test_sinkhorn_inputs_are_validated():
     np.testing.assert_allclose(plan.sum(1), [0.5, 0.5, 0, 0], atol=1e-5)
 
 
+def test_feature_helpers_name_bad_inputs():
+    a, b = _normal(0, 3, 4), _normal(1, 5, 6)
+    with pytest.raises(ValueError, match=r"^b: expected 4 features \(as a\)"):
+        influence.ot_cost(a, b)
+    with pytest.raises(ValueError, match=r"^target_hat: expected 4 features"):
+        influence.tarot_select(jax.random.key(0), a, b)
+    with pytest.raises(ValueError, match=r"^feats: expected finite"):
+        influence.l2_normalize(a.at[0, 0].set(jnp.nan))
+
+
 def test_adam_features_hyperparameters_are_validated():
     g, mu, nu = _normal(0, 3, 5), _normal(1, 5), jnp.abs(_normal(2, 5))
     with pytest.raises(ValueError, match=r"^b1: expected values in \[0.0, 1.0\)"):
