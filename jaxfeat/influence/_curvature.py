@@ -463,7 +463,7 @@ def _chunk_lambda(params, x, y, keys, valid, bases, model, layers, cfg):
 _STATIC = ("model", "layers", "cfg")
 _moments_jit = CostAwareJit(_chunk_moments, static_argnames=_STATIC)
 _lambda_jit = CostAwareJit(_chunk_lambda, static_argnames=_STATIC)
-_bases_jit = CostAwareJit(kron_bases, static_argnames=("n", "n_pos"))
+_bases_jit = CostAwareJit(kron_bases, static_argnames=("n",))
 _finish_jit = CostAwareJit(finish_kronecker, static_argnames=("n", "cfg"))
 
 
@@ -483,11 +483,7 @@ def _fit_streamed(model, layers, params, x, y, key, cfg, chunk_size, progress):
         progress,
         "K-FAC factors",
     )
-    if isinstance(model, ntk.MLPConfig):
-        n_pos = (1,) * len(moments)
-    else:
-        n_pos = tuple(t.n_positions for t in layers)
-    bases = _bases_jit(moments, n=n, n_pos=n_pos)
+    bases = _bases_jit(moments, n=n)
     if cfg.strategy == "ekfac":
         lam_sums = stream_sum(
             lambda n_c, xc, yc, kc, vc: _lambda_jit.call(

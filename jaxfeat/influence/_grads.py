@@ -64,7 +64,8 @@ def check_targets(name_x: str, x, name_y: str, y, *, model, params, loss) -> Non
     """Raises unless `y` holds valid targets of `model` on the batch `x`.
 
     Cross-entropy: integer class indices of shape `(n,)` (`(n, T)` for a `(T, k)`
-    sequence output; not one-hot), with concrete values in `[0, k)`. MSE: targets
+    sequence output; not one-hot), with concrete values in `[0, k)` (a sequence may
+    also hold `PAD_LABEL`, -1, at padded positions). MSE: targets
     of shape `(n, *output_shape)` (no silent broadcasting), finite when concrete.
     Shapes and dtypes are checked at trace time; values only when concrete.
     """
@@ -86,10 +87,12 @@ def check_targets(name_x: str, x, name_y: str, y, *, model, params, loss) -> Non
             )
         if is_concrete(y) and jnp.size(y):
             v = np.asarray(y)
-            if v.min() < 0 or v.max() >= out[-1]:
+            lo = PAD_LABEL if len(out) > 1 else 0  # sequences may be padded
+            if v.min() < lo or v.max() >= out[-1]:
+                pad = f" or {PAD_LABEL} (padding)" if lo < 0 else ""
                 raise ValueError(
-                    f"{name_y}: expected class labels in [0, {out[-1]}); got range "
-                    f"[{v.min()}, {v.max()}]"
+                    f"{name_y}: expected class labels in [0, {out[-1]}){pad}; got "
+                    f"range [{v.min()}, {v.max()}]"
                 )
         return
     if tuple(jnp.shape(y)[1:]) != out:
@@ -100,17 +103,24 @@ def check_targets(name_x: str, x, name_y: str, y, *, model, params, loss) -> Non
     check_finite(name_y, y)
 
 
+PAD_LABEL = -1
+"""Cross-entropy label of a padded position of a sequence (ignored everywhere)."""
+
+
 def output_loss(f: ArrayLike, y: ArrayLike, loss: str) -> Array:
     """Per-example loss on the output `f` `(k,)`: softmax CE (label `y`) or MSE.
 
     A sequence output `(..., k)` (one row per position) takes labels `(...)` (or
-    targets `(..., k)`) and the loss is summed over the positions.
+    targets `(..., k)`) and the loss is summed over the positions; a label equal to
+    `PAD_LABEL` (-1) marks a padded position, which adds nothing.
     """
     f = jnp.asarray(f)
     if loss == "cross_entropy":
-        lab = jnp.asarray(y).astype(jnp.int32)[..., None]
-        picked = jnp.take_along_axis(f, lab, axis=-1)[..., 0]
-        return jnp.sum(jax.nn.logsumexp(f, axis=-1) - picked)
+        lab = jnp.asarray(y).astype(jnp.int32)
+        real = lab != PAD_LABEL  # padded positions of a sequence add nothing
+        picked = jnp.take_along_axis(f, jnp.maximum(lab, 0)[..., None], axis=-1)
+        terms = jax.nn.logsumexp(f, axis=-1) - picked[..., 0]
+        return jnp.sum(jnp.where(real, terms, 0.0))
     return 0.5 * jnp.sum((f - y) ** 2)
 
 
@@ -257,7 +267,8 @@ def _sequence_pseudo_grads(f, y, key, loss, fisher, n_samples):
 
     Exact: one pseudo-gradient per (position, class), nonzero at its position only,
     so $\sum_c w_c r_c r_c^\top$ is block diagonal over positions. Sampled: one label
-    per position per draw (cross-position terms vanish in expectation).
+    per position per draw (cross-position terms vanish in expectation). Padded
+    positions (label `PAD_LABEL`) get zero pseudo-gradients.
     """
     shape, k = f.shape, f.shape[-1]
     f2 = lax.stop_gradient(f).reshape(-1, k)
@@ -268,17 +279,18 @@ def _sequence_pseudo_grads(f, y, key, loss, fisher, n_samples):
     )
     if loss == "cross_entropy":
         p = jax.nn.softmax(f2, axis=-1)
+        lab = jnp.asarray(y).astype(jnp.int32).reshape(-1)
+        real = (lab != PAD_LABEL).astype(f.dtype)  # padded positions: no curvature
         if fisher == "exact":
-            diff = p[:, None, :] - eye_k[None]  # (t, c, k)
+            diff = (p[:, None, :] - eye_k[None]) * real[:, None, None]  # (t, c, k)
             r = at_pos * diff[:, :, None, :]  # (t, c, t', k)
             return r.reshape(n_pos * k, *shape), p.reshape(-1)
         if fisher == "sampled":
             labels = jax.random.categorical(key, f2, shape=(n_samples, n_pos))
-            r = p[None] - jax.nn.one_hot(labels, k, dtype=f.dtype)
+            r = (p[None] - jax.nn.one_hot(labels, k, dtype=f.dtype)) * real[:, None]
             w = jnp.full((n_samples,), 1.0 / n_samples, f.dtype)
             return r.reshape(n_samples, *shape), w
-        lab = jnp.asarray(y).astype(jnp.int32).reshape(-1)
-        r = p - jax.nn.one_hot(lab, k, dtype=f.dtype)
+        r = (p - jax.nn.one_hot(jnp.maximum(lab, 0), k, dtype=f.dtype)) * real[:, None]
         return r.reshape(1, *shape), jnp.ones((1,), f.dtype)
     if fisher == "exact":
         r = jnp.eye(n_pos * k, dtype=f.dtype).reshape(n_pos * k, *shape)
@@ -331,7 +343,12 @@ def mlp_pseudo_factors(params, x, y, keys, *, mlp, loss, fisher, n_samples):
 def tapped_pseudo_factors(
     params, x, y, keys, *, model, layers, loss, fisher, n_samples
 ):
-    """Per layer `(abar (n, T, i+b), ds (n, c, T, o))` of a traced model; `w (n, c)`."""
+    """Per layer `(abar (n, T, i+b), ds (n, c, T, o), tok (n, T))` and `w (n, c)`.
+
+    `tok` is 1 for a real position and 0 for a padded one (cross-entropy label
+    `PAD_LABEL`), for layers with one position per output row; padded positions'
+    `abar` is zeroed, so they leave the input factor $A$ and its token count.
+    """
 
     def one(xi, yi, ki):
         out, vjp_fn, acts = tapped_vjp(model, layers, params, xi)
@@ -339,10 +356,18 @@ def tapped_pseudo_factors(
             out, yi, ki, loss=loss, fisher=fisher, n_samples=n_samples
         )
         ds = jax.vmap(vjp_fn)(r)
-        per = tuple(
-            layer_factors(t, a, d) for t, a, d in zip(layers, acts, ds, strict=True)
-        )
-        return per, w
+        real = None
+        if loss == "cross_entropy" and out.ndim > 1:
+            real = (jnp.asarray(yi).reshape(-1) != PAD_LABEL).astype(out.dtype)
+        per = []
+        for t, a, d in zip(layers, acts, ds, strict=True):
+            abar, dsl = layer_factors(t, a, d)
+            tok = jnp.ones(abar.shape[:1], abar.dtype)
+            if real is not None and abar.shape[0] == real.shape[0]:
+                tok = real.astype(abar.dtype)
+                abar = abar * tok[:, None]
+            per.append((abar, dsl, tok))
+        return tuple(per), w
 
     return jax.vmap(one)(x, y, keys)
 

@@ -47,11 +47,16 @@ def psd_eigh(m: Array) -> tuple[Array, Array]:
 
 
 def _pseudo_factors(params, x, y, keys, *, model, layers, cfg):
-    """Per layer `(abar (n, T, i+1), ds (n, c, T, o))` and weights `w (n, c)`."""
+    """Per layer `(abar (n, T, i+1), ds (n, c, T, o), tok (n, T))`; `w (n, c)`.
+
+    `tok` weighs each position in $A$'s token count: 1 for real positions, 0 for
+    padded ones (whose `abar` is zero).
+    """
     kw = dict(loss=cfg.loss, fisher=cfg.fisher, n_samples=cfg.n_samples)
     if isinstance(model, ntk.MLPConfig):
         per, w = mlp_pseudo_factors(params, x, y, keys, mlp=model, **kw)
-        return tuple((a[:, None], d[:, :, None]) for a, d in per), w
+        ones = jnp.ones((x.shape[0], 1), w.dtype)
+        return tuple((a[:, None], d[:, :, None], ones) for a, d in per), w
     return tapped_pseudo_factors(params, x, y, keys, model=model, layers=layers, **kw)
 
 
@@ -59,26 +64,30 @@ def pseudo_factors(params, x, y, keys, valid, *, model, layers, cfg):
     """`_pseudo_factors` with padded rows (`valid = 0`) given zero weight."""
     per, w = _pseudo_factors(params, x, y, keys, model=model, layers=layers, cfg=cfg)
     v = valid.astype(w.dtype)
-    per = tuple((a * v[:, None, None].astype(a.dtype), d) for a, d in per)
+    per = tuple(
+        (a * v[:, None, None].astype(a.dtype), d, tok * v[:, None].astype(tok.dtype))
+        for a, d, tok in per
+    )
     return per, w * v[:, None]
 
 
 def kron_moments(per, w):
-    """Per layer the unnormalised sums `(sum abar abar^T, sum w Ds Ds^T)`."""
+    """Per layer the unnormalised sums `(sum abar abar^T, sum w Ds Ds^T, tokens)`."""
     return tuple(
         (
             einops.einsum(abar, abar, "n t i, n t j -> i j"),
             einops.einsum(w, ds, ds, "n c, n c t o, n c t q -> o q"),
+            jnp.sum(tok),
         )
-        for abar, ds in per
+        for abar, ds, tok in per
     )
 
 
-def kron_bases(moments, n, n_pos):
-    """Normalised `A`, `S`, their eigenpairs and (K-FAC) eigenvalue products."""
+def kron_bases(moments, n):
+    """Normalised `A` (per real token), `S` (per example), eigenpairs, products."""
     out = []
-    for (sa, ss), t in zip(moments, n_pos, strict=True):
-        a, s = sa / (n * t), ss / n
+    for sa, ss, n_tok in moments:
+        a, s = sa / n_tok.astype(sa.dtype), ss / n
         eig_a, q_a = psd_eigh(a)
         eig_s, q_s = psd_eigh(s)
         lam = jnp.outer(eig_s, eig_a)
@@ -89,7 +98,7 @@ def kron_bases(moments, n, n_pos):
 def ekfac_lambda_sums(per, w, bases):
     r"""Per layer $\sum_{n,c} w_{n,c}(Q_S^\top DW_{n,c} Q_A)^{\odot 2}$ (no $1/N$)."""
     out = []
-    for (abar, ds), f in zip(per, bases, strict=True):
+    for (abar, ds, _), f in zip(per, bases, strict=True):
         ds_rot = einops.einsum(ds.astype(f.q_s.dtype), f.q_s, "n c t o, o q -> n c t q")
         a_rot = einops.einsum(abar.astype(f.q_a.dtype), f.q_a, "n t i, i j -> n t j")
         wq = w.astype(f.q_s.dtype)
@@ -125,7 +134,8 @@ def fit_kronecker(params, x, y, keys, *, model, layers, cfg):
 
     With $T$ positions per example (tokens; $T = 1$ for vector inputs) the factors
     follow K-FAC "expand" (Eschenhagen et al. 2023): $A = \frac{1}{NT}\sum_{n,t}
-    \bar a_{n,t}\bar a_{n,t}^\top$, $S = \frac1N \sum_{n,c} w_{n,c} \sum_t
+    \bar a_{n,t}\bar a_{n,t}^\top$ (padded positions, label `PAD_LABEL`, left
+    out of the sum and of the count $NT$), $S = \frac1N \sum_{n,c} w_{n,c} \sum_t
     Ds_{n,c,t} Ds_{n,c,t}^\top$, and $\Lambda = \frac1N\sum_{n,c} w_{n,c}
     (Q_S^\top DW_{n,c} Q_A)^{\odot 2}$ with the whole-example gradient
     $DW_{n,c} = \sum_t Ds_{n,c,t}\bar a_{n,t}^\top$. (`fit_curvature` with a
@@ -133,7 +143,7 @@ def fit_kronecker(params, x, y, keys, *, model, layers, cfg):
     """
     per, w = _pseudo_factors(params, x, y, keys, model=model, layers=layers, cfg=cfg)
     n = x.shape[0]
-    bases = kron_bases(kron_moments(per, w), n, [a.shape[1] for a, _ in per])
+    bases = kron_bases(kron_moments(per, w), n)
     lam_sums = ekfac_lambda_sums(per, w, bases) if cfg.strategy == "ekfac" else None
     return finish_kronecker(bases, lam_sums, n, cfg)
 

@@ -279,3 +279,58 @@ def test_layers_inside_jit_and_remat_are_found(key, x64, wrap):
 
     with pytest.raises(ValueError, match=r"\['u'\]"):
         _taps.find_dense_layers(scanned, {"u": jnp.eye(D), "v": jnp.ones((D, K))}, x[0])
+
+
+def _causal_apply(params, x):
+    """`(T, D) -> (T, K)` for any T: position t sees the mean of hidden states <= t,
+    so padding appended at the end leaves the real positions' outputs unchanged."""
+    h = jnp.tanh(x @ params["w1"] + params["b1"][None])
+    m = jnp.cumsum(h, axis=0) / jnp.arange(1, h.shape[0] + 1, dtype=h.dtype)[:, None]
+    return m @ params["w2"] + params["b2"][None]
+
+
+@pytest.mark.parametrize("fisher", ["exact", "empirical"])
+def test_padded_tokens_are_masked_out_of_factors_and_scores(key, x64, fisher):
+    # Spec section 5, check 9: padded positions (label PAD_LABEL) leave A, S, Lambda,
+    # the token count and every score exactly as if the sequences were shorter.
+    params, x, y = seq_problem(key, n=6)
+    real = 3
+    x_pad = x.at[:, real:].set(100.0 * x[:, real:])  # garbage inputs at the padding
+    y_pad = y.at[:, real:].set(influence.PAD_LABEL)
+    x_cut, y_cut = x[:, :real], y[:, :real]
+    cfg = influence.IHVPConfig(strategy="ekfac", fisher=fisher)
+    cut = influence.fit_curvature(_causal_apply, params, x_cut, y_cut, cfg=cfg)
+    for chunk in (None, 4):
+        pad = influence.fit_curvature(
+            _causal_apply, params, x_pad, y_pad, cfg=cfg, chunk_size=chunk
+        )
+        for fp, fc in zip(pad.factors, cut.factors, strict=True):
+            for name in ("a", "s", "lam"):
+                assert _rel(getattr(fp, name), getattr(fc, name)) < 1e-10, name
+        for dp, dc in zip(pad.damping, cut.damping, strict=True):
+            assert abs(float(dp) - float(dc)) < 1e-10 * float(dc)
+    scores = lambda st, xs, ys, **kw: influence.pairwise_scores(
+        st, params, xs[:2], ys[:2], xs, ys, **kw
+    )
+    assert _rel(scores(pad, x_pad, y_pad), scores(cut, x_cut, y_cut)) < 1e-10
+    tok_pad = scores(pad, x_pad, y_pad, per_token=True)
+    tok_cut = scores(cut, x_cut, y_cut, per_token=True)
+    assert float(jnp.max(jnp.abs(tok_pad[..., real:]))) == 0.0
+    assert _rel(tok_pad[..., :real], tok_cut) < 1e-10
+    self_pad = influence.self_scores(pad, params, x_pad, y_pad)
+    assert _rel(self_pad, influence.self_scores(cut, params, x_cut, y_cut)) < 1e-10
+    # without the padding label the garbage positions would count
+    unmasked = influence.fit_curvature(_causal_apply, params, x_pad, y, cfg=cfg)
+    assert _rel(unmasked.factors[0].a, cut.factors[0].a) > 0.1
+
+
+def test_padding_label_only_for_sequences(key):
+    params, x, y = seq_problem(key)
+    with pytest.raises(ValueError, match=r"^y: expected class labels in \[0, 3\)"):
+        influence.fit_curvature(
+            lambda p, xi: seq_apply(p, xi)[0],  # one output row: no padding
+            params,
+            x,
+            y[:, 0].at[0].set(influence.PAD_LABEL),
+            cfg=influence.IHVPConfig(strategy="ekfac"),
+        )
