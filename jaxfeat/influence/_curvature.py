@@ -13,14 +13,13 @@ from typing import Any, NamedTuple
 import einops
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
 from jaxfeat._src.arrays import to_device
-from jaxfeat._src.checks import check_finite, is_concrete
+from jaxfeat._src.checks import check_finite
 from jaxfeat._src.compile_options import CostAwareJit
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.influence._config import (
@@ -54,6 +53,11 @@ from jaxfeat.influence._taps import (
     find_dense_layers,
     leaves_to_matrix,
     matrix_to_leaves,
+)
+from jaxfeat.influence._validation import (
+    check_invertible,
+    check_solve,
+    check_tree_finite,
 )
 
 
@@ -269,81 +273,6 @@ def _fit(model, params, x, y, key, cfg: IHVPConfig, layers=()):
 
 
 _fit_jit = CostAwareJit(_fit, static_argnames=("model", "cfg", "layers"))
-
-
-def check_tree_finite(name: str, tree) -> None:
-    """`check_finite` on every leaf of a pytree (concrete leaves only)."""
-    for leaf in jax.tree_util.tree_leaves(tree):
-        check_finite(name, leaf)
-
-
-def check_params(name: str, params, treedef, shapes) -> None:
-    """Raises `ValueError` unless `params` has the fitted structure and shapes."""
-    leaves, td = jax.tree_util.tree_flatten(params)
-    got = tuple(jnp.shape(leaf) for leaf in leaves)
-    if td != treedef or got != shapes:
-        raise ValueError(
-            f"{name}: expected parameters with structure {treedef} and leaf shapes "
-            f"{shapes}; got {td} with {got}"
-        )
-
-
-def check_invertible(cfg: IHVPConfig, factors, damping) -> None:
-    r"""Raises `ValueError` if a concrete fitted $G + \lambda I$ is (near) singular.
-
-    `exact`/`arnoldi` compare the smallest kept eigenvalue plus $\lambda$, and
-    `kfac`/`ekfac` each layer's smallest $\Lambda$ entry plus $\lambda_\ell$, with
-    `10 eps` times the largest magnitude (eigenvalues, damping): below it the
-    solve returns NaN or round-off-dominated values. Matrix-free strategies have no
-    spectrum to check (LiSSA's divergence is caught on its result, `check_solve`).
-    """
-    if cfg.strategy in ("exact", "arnoldi"):
-        blocks = [("", factors.evals, damping)]
-    elif cfg.strategy in KRONECKER:
-        blocks = [
-            (f" in dense layer {i}", f.lam, d)
-            for i, (f, d) in enumerate(zip(factors, damping, strict=True))
-        ]
-    else:
-        return
-    if not is_concrete([(ev, d) for _, ev, d in blocks]):
-        return
-    for where, ev, d in blocks:
-        ev_np, lam = np.asarray(ev), float(d)
-        eps = np.finfo(ev_np.dtype).eps
-        low = float(ev_np.min()) + lam
-        scale = max(float(np.abs(ev_np).max()), abs(lam))
-        if not low > max(10 * eps * scale, np.finfo(ev_np.dtype).tiny):
-            given = "None (0.1 x mean eigenvalue)" if cfg.damping is None else lam
-            raise ValueError(
-                f"damping: the damped curvature{where} is singular or not positive "
-                f"definite (smallest eigenvalue {ev_np.min():.3g} + damping "
-                f"{lam:.3g} = {low:.3g}, largest {scale:.3g}) with damping={given}; "
-                "increase damping"
-            )
-
-
-def check_solve(state: "CurvatureState", out, name: str) -> None:
-    r"""Raises `ValueError` if a concrete inverse-curvature product is not finite.
-
-    A LiSSA recursion whose scale is below $\lambda_{\max}(G + \lambda I)/2$ diverges
-    (the error then names `lissa_scale`); otherwise `name`'s values are blamed.
-    """
-    if not is_concrete(out):
-        return
-    leaves = jax.tree_util.tree_leaves(out)
-    if all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in leaves):
-        return
-    if state.cfg.strategy == "lissa":
-        raise ValueError(
-            "lissa_scale: the LiSSA recursion diverged (NaN/inf); expected a scale "
-            "above half the largest eigenvalue of G + damping I; got "
-            f"{float(state.factors.scale):.3g} (use None to estimate it)"
-        )
-    raise ValueError(
-        f"{name}: expected finite values; got NaN or infinity in its gradients "
-        "or their inverse-curvature products"
-    )
 
 
 def fit_curvature(

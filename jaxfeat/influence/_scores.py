@@ -19,13 +19,7 @@ from jaxfeat._src.arrays import leading, to_device
 from jaxfeat._src.checks import check_finite, check_int_at_least, is_concrete
 from jaxfeat._src.compile_options import CostAwareJit
 from jaxfeat.influence._config import check_python_int
-from jaxfeat.influence._curvature import (
-    CurvatureState,
-    check_params,
-    check_solve,
-    check_tree_finite,
-    ihvp_one,
-)
+from jaxfeat.influence._curvature import CurvatureState, ihvp_one
 from jaxfeat.influence._grads import (
     check_targets,
     dense_matrix,
@@ -34,6 +28,7 @@ from jaxfeat.influence._grads import (
 )
 from jaxfeat.influence._stream import stream_concat
 from jaxfeat.influence._taps import leaves_to_matrix
+from jaxfeat.influence._validation import check_params, check_solve, check_tree_finite
 
 
 def layer_groups(tree) -> list[int]:

@@ -1,0 +1,87 @@
+"""Input and result checks of the curvature and score entry points.
+
+Value checks run only on concrete arrays (not under `jit`/`vmap`); each error names
+the argument to change.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfeat._src.checks import check_finite, is_concrete
+from jaxfeat.influence._config import KRONECKER, IHVPConfig
+
+
+def check_tree_finite(name: str, tree) -> None:
+    """`check_finite` on every leaf of a pytree (concrete leaves only)."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        check_finite(name, leaf)
+
+
+def check_params(name: str, params, treedef, shapes) -> None:
+    """Raises `ValueError` unless `params` has the fitted structure and shapes."""
+    leaves, td = jax.tree_util.tree_flatten(params)
+    got = tuple(jnp.shape(leaf) for leaf in leaves)
+    if td != treedef or got != shapes:
+        raise ValueError(
+            f"{name}: expected parameters with structure {treedef} and leaf shapes "
+            f"{shapes}; got {td} with {got}"
+        )
+
+
+def check_invertible(cfg: IHVPConfig, factors, damping) -> None:
+    r"""Raises `ValueError` if a concrete fitted $G + \lambda I$ is (near) singular.
+
+    `exact`/`arnoldi` compare the smallest kept eigenvalue plus $\lambda$, and
+    `kfac`/`ekfac` each layer's smallest $\Lambda$ entry plus $\lambda_\ell$, with
+    `10 eps` times the largest magnitude (eigenvalues, damping): below it the
+    solve returns NaN or round-off-dominated values. Matrix-free strategies have no
+    spectrum to check (LiSSA's divergence is caught on its result, `check_solve`).
+    """
+    if cfg.strategy in ("exact", "arnoldi"):
+        blocks = [("", factors.evals, damping)]
+    elif cfg.strategy in KRONECKER:
+        blocks = [
+            (f" in dense layer {i}", f.lam, d)
+            for i, (f, d) in enumerate(zip(factors, damping, strict=True))
+        ]
+    else:
+        return
+    if not is_concrete([(ev, d) for _, ev, d in blocks]):
+        return
+    for where, ev, d in blocks:
+        ev_np, lam = np.asarray(ev), float(d)
+        eps = np.finfo(ev_np.dtype).eps
+        low = float(ev_np.min()) + lam
+        scale = max(float(np.abs(ev_np).max()), abs(lam))
+        if not low > max(10 * eps * scale, np.finfo(ev_np.dtype).tiny):
+            given = "None (0.1 x mean eigenvalue)" if cfg.damping is None else lam
+            raise ValueError(
+                f"damping: the damped curvature{where} is singular or not positive "
+                f"definite (smallest eigenvalue {ev_np.min():.3g} + damping "
+                f"{lam:.3g} = {low:.3g}, largest {scale:.3g}) with damping={given}; "
+                "increase damping"
+            )
+
+
+def check_solve(state, out, name: str) -> None:
+    r"""Raises `ValueError` if a concrete inverse-curvature product is not finite.
+
+    A LiSSA recursion whose scale is below $\lambda_{\max}(G + \lambda I)/2$ diverges
+    (the error then names `lissa_scale`); otherwise `name`'s values are blamed.
+    """
+    if not is_concrete(out):
+        return
+    leaves = jax.tree_util.tree_leaves(out)
+    if all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in leaves):
+        return
+    if state.cfg.strategy == "lissa":
+        raise ValueError(
+            "lissa_scale: the LiSSA recursion diverged (NaN/inf); expected a scale "
+            "above half the largest eigenvalue of G + damping I; got "
+            f"{float(state.factors.scale):.3g} (use None to estimate it)"
+        )
+    raise ValueError(
+        f"{name}: expected finite values; got NaN or infinity in its gradients "
+        "or their inverse-curvature products"
+    )
