@@ -124,3 +124,16 @@ def test_bad_input_values(key):
     gram = a @ a.T  # rank 3: 37 eigenvalues are round-off around 0
     out = ntk.gradient_flow_mse(gram, jnp.ones(40))(1.0).train
     assert bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_float32_relu_ntk_with_duplicate_inputs_is_accepted():
+    # The ReLU kernels' arccos near correlation 1 carries ~sqrt(eps) error in
+    # float32: duplicate rows gave eigenvalues of -1.4e-5 |K|, which a tolerance of
+    # n eps rejected on 3 of 20 seeds. The flow must accept all of them.
+    cfg = ntk.MLPConfig(in_dim=5, widths=(64, 64, 64), W_std=1.4, b_std=0.1)
+    for s in range(20):
+        x = jax.random.normal(jax.random.key(s), (12, 5), jnp.float32)
+        x = x.at[1].set(x[0]).at[3].set(x[2] * (1 + 1e-7))
+        k = ntk.analytic_kernels(cfg, x).ntk
+        out = ntk.gradient_flow_mse(k, jnp.ones(12), diag_reg=1e-3)(1.0).train
+        assert bool(jnp.all(jnp.isfinite(out)))
