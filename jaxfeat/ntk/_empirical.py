@@ -171,7 +171,9 @@ def empirical_ntk_fn(
 
     The layer taps must describe the same network as `f`: when `params` and `x1`
     are concrete, `ntk_fn` compares the taps' output with `f` on `x1[0]` (one
-    forward pass) and raises if they differ; under `jit`/`vmap` this is not checked.
+    forward pass) and raises if they differ, once per input signature (structure,
+    shapes, dtypes), so repeated calls cost only the compiled kernel; under
+    `jit`/`vmap` this is not checked.
 
     Raises:
       ValueError: for an unknown `method`, `"structured"` without `structure`, a
@@ -226,9 +228,19 @@ def empirical_ntk_fn(
     # One compiled program per (params, inputs) shape; composes with outer jit/vmap.
     jitted = jax.jit(ntk_fn)
 
+    checked = set()  # input signatures already validated (like jit's own cache)
+
     def checked_ntk_fn(
         params, x1: Float[Array, "n ..."], x2: Float[Array, "m ..."] | None = None
     ) -> Float[Array, "n m ..."]:
+        sig = _signature(params, x1, x2)
+        if sig is None or sig not in checked:
+            _validate(params, x1, x2)
+            if sig is not None and is_concrete((params, x1)):
+                checked.add(sig)
+        return jitted(params, x1, x2)
+
+    def _validate(params, x1, x2):
         for name, x in (("x1", x1), ("x2", x2)):
             if x is None:
                 continue
@@ -243,9 +255,20 @@ def empirical_ntk_fn(
                 ) from err
         if structure is not None and method in ("auto", "structured"):
             _check_taps_match_f(f, structure, params, x1)
-        return jitted(params, x1, x2)
 
+    checked_ntk_fn.lower = jitted.lower  # ahead-of-time compilation, as jax.jit's
     return checked_ntk_fn
+
+
+def _signature(params, x1, x2):
+    """Hashable structure, shapes and dtypes of the inputs (None if unhashable)."""
+    try:
+        leaves, treedef = jax.tree_util.tree_flatten((params, x1, x2))
+        sig = (treedef, tuple((jnp.shape(v), jnp.result_type(v)) for v in leaves))
+        hash(sig)
+        return sig
+    except TypeError:
+        return None
 
 
 def _check_taps_match_f(f, taps, params, x1):
