@@ -35,8 +35,10 @@ def check_invertible(cfg: IHVPConfig, factors, damping) -> None:
     `exact`/`arnoldi` compare the smallest kept eigenvalue plus $\lambda$, and
     `kfac`/`ekfac` each layer's smallest $\Lambda$ entry plus $\lambda_\ell$, with
     `10 eps` times the largest magnitude (eigenvalues, damping): below it the
-    solve returns NaN or round-off-dominated values. Matrix-free strategies have no
-    spectrum to check (LiSSA's divergence is caught on its result, `check_solve`).
+    solve returns NaN or round-off-dominated values. With `curvature="hessian"` an
+    indefinite damped Hessian is accepted; only $\min_i |e_i + \lambda|$ is
+    checked. Matrix-free strategies have no spectrum to check (LiSSA's divergence
+    is caught on its result, `check_solve`).
     """
     if cfg.strategy in ("exact", "arnoldi"):
         blocks = [("", factors.evals, damping)]
@@ -52,15 +54,18 @@ def check_invertible(cfg: IHVPConfig, factors, damping) -> None:
     for where, ev, d in blocks:
         ev_np, lam = np.asarray(ev), float(d)
         eps = np.finfo(ev_np.dtype).eps
-        low = float(ev_np.min()) + lam
+        if cfg.curvature == "hessian":  # indefinite is fine; singular is not
+            low = float(np.abs(ev_np + lam).min())
+        else:
+            low = float(ev_np.min()) + lam
         scale = max(float(np.abs(ev_np).max()), abs(lam))
         if not low > max(10 * eps * scale, np.finfo(ev_np.dtype).tiny):
             given = "None (0.1 x mean eigenvalue)" if cfg.damping is None else lam
             raise ValueError(
                 f"damping: the damped curvature{where} is singular or not positive "
-                f"definite (smallest eigenvalue {ev_np.min():.3g} + damping "
-                f"{lam:.3g} = {low:.3g}, largest {scale:.3g}) with damping={given}; "
-                "increase damping"
+                f"definite (smallest eigenvalue {ev_np.min():.3g}, damping "
+                f"{lam:.3g}: margin {low:.3g} against largest {scale:.3g}) with "
+                f"damping={given}; increase damping"
             )
 
 

@@ -202,3 +202,19 @@ def test_streamed_fit_only_for_kronecker(key):
         influence.fit_curvature(
             MLP, params, x, y, cfg=influence.IHVPConfig(strategy="ekfac"), chunk_size=0
         )
+
+
+def test_indefinite_damped_hessian_is_solved_and_singular_one_refused(x64):
+    # L = (a b x - y)^2 / 2 at a = b = 0, x = y = 1 has Hessian [[0, -1], [-1, 0]]
+    # (eigenvalues -1, 1): damping 0.5 leaves an invertible indefinite matrix,
+    # solved exactly; damping 1 makes it singular, which must name `damping`.
+    f = lambda p, x: p["a"] * p["b"] * x
+    params = {"a": jnp.zeros(()), "b": jnp.zeros(())}
+    x, y = jnp.ones((1, 1)), jnp.ones((1, 1))
+    cfg = lambda d: _cfg(strategy="exact", curvature="hessian", loss="mse", damping=d)
+    state = influence.fit_curvature(f, params, x, y, cfg=cfg(0.5))
+    out = influence.ihvp(state, {"a": jnp.array(1.0), "b": jnp.array(0.0)})
+    want = jnp.linalg.solve(jnp.array([[0.5, -1.0], [-1.0, 0.5]]), jnp.array([1.0, 0]))
+    assert_close(jnp.stack([out["a"], out["b"]]), want, kind="identity")
+    with pytest.raises(ValueError, match="^damping: "):
+        influence.fit_curvature(f, params, x, y, cfg=cfg(1.0))
