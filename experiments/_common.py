@@ -240,7 +240,8 @@ def git_sha() -> str | None:
 def code_version(exp: Experiment) -> str:
     """Hash of everything an experiment's numbers depend on in this repository.
 
-    The library sources, the shared modules of `experiments/` and every module of the
+    The library sources, the shared modules of `experiments/` (not the runner, which
+    only schedules and reports) and every module of the
     experiment's pillar folder (its script and the private helpers it imports), each
     under its path relative to the repository, plus the JAX and jaxlib versions.
     """
@@ -251,7 +252,9 @@ def code_version(exp: Experiment) -> str:
     h = hashlib.sha256()
     lib = Path(jaxfeat.__file__).parent
     here = Path(__file__).parent
-    files = sorted(lib.rglob("*.py")) + sorted(here.glob("*.py"))
+    # every shared module but the runner (the CLI and REPORT.md layout: no numbers)
+    shared = [f for f in sorted(here.glob("*.py")) if f.name != "_runner.py"]
+    files = sorted(lib.rglob("*.py")) + shared
     spec = importlib.util.find_spec(exp.module) if exp.module else None
     if spec is not None and spec.origin:
         files += sorted(Path(spec.origin).parent.glob("*.py"))
