@@ -99,9 +99,10 @@ def _gauss_hermite(fn, c, q1, q2, n):
 
 
 # Polar rule constants. Radius: trapezoid in log r on [R_MIN / max(1, s), R_MAX]
-# (the Gaussian weight is below e^-45 beyond R_MAX = 9.5, and the part below r_min
-# is O((r_min s)^2) of a term peaked at r ~ 1/s). Angle: tanh-sinh on each arc,
-# t in [-TS_T, TS_T] (the outermost node sits ~1e-9 of the arc from its end).
+# (the Gaussian weight is below e^-45 beyond R_MAX = 9.5; the disc below r_min is
+# added in closed form, fn(0)^2 P(r < r_min), exact up to O(r_min^4)). Angle:
+# tanh-sinh on each arc, t in [-TS_T, TS_T] (the outermost node sits ~1e-9 of the
+# arc from its end).
 R_MIN, R_MAX, TS_T = 1e-4, 9.5, 2.6
 
 
@@ -163,7 +164,11 @@ def _polar(fn, c, q1, q2, n):
     u = e3(s1) * r * cos
     v = e3(s2) * r * (e3(rho) * cos + e3(root) * sin)
     vals = jnp.sum(ws * fn(u) * fn(v), axis=-1)  # radial part, (..., 4, n)
-    return jnp.sum(wa * vals, axis=(-2, -1)) / (2 * jnp.pi)
+    # The disc r < r_lo: fn(u) fn(v) = fn(0)^2 + (odd terms that the angle averages
+    # away) + O(r^2 q), so it adds fn(0)^2 P(r < r_lo) up to O(r_lo^4 q^2).
+    r_lo = jnp.exp(t_lo)
+    disc = -jnp.expm1(-(r_lo**2) / 2) * fn(jnp.zeros((), dt)) ** 2
+    return jnp.sum(wa * vals, axis=(-2, -1)) / (2 * jnp.pi) + disc
 
 
 def _diag_gauss_hermite(fn, q, n):
