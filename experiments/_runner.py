@@ -43,12 +43,18 @@ def _pillar_rank(exp) -> int:
     return PILLAR_ORDER.index(exp.pillar) if exp.pillar in PILLAR_ORDER else 99
 
 
+_RESULT_KEYS = ("scale", "seed", "environment", "claims", "wall_time_s")
+
+
 def _load(path: Path) -> dict | None:
-    """A results.json as a dict, or None when it is missing or unreadable."""
+    """A results.json as a dict; None if missing, unreadable or incomplete."""
     try:
-        return json.loads(path.read_text())
+        res = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    if not isinstance(res, dict) or any(k not in res for k in _RESULT_KEYS):
+        return None
+    return res
 
 
 def stale_reason(exp, old: dict, scale: str, seed: int, x64: bool) -> str | None:
