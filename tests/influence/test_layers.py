@@ -109,18 +109,11 @@ def test_callable_mlp_ekfac_equals_mlpconfig_ekfac(key, x64):
 def test_transposed_weights_give_the_same_factors_and_scores(key, x64):
     """`x @ W.T` with `W` stored `(o, i)` (PyTorch layout) is the same layer as
     `x @ W` with the transpose stored: equal Kronecker factors and scores."""
-    ks = jax.random.split(key, 6)
-    p = {
-        "w1": jax.random.normal(ks[0], (D, H)),
-        "b1": 0.3 * jax.random.normal(ks[1], (H,)),
-        "w2": jax.random.normal(ks[2], (H, K)),
-        "b2": 0.3 * jax.random.normal(ks[3], (K,)),
-    }
+    p, xs, ys = seq_problem(key, n=9)
     p_t = dict(p, w1=p["w1"].T, w2=p["w2"].T)
     plain = lambda q, x: jnp.tanh(x @ q["w1"] + q["b1"]) @ q["w2"] + q["b2"]
     torch = lambda q, x: jnp.tanh(x @ q["w1"].T + q["b1"]) @ q["w2"].T + q["b2"]
-    x = jax.random.normal(ks[4], (9, D))
-    y = jax.random.randint(ks[5], (9,), 0, K)
+    x, y = xs[:, 0], ys[:, 0]  # one position per example: vector inputs
     cfg = influence.IHVPConfig(strategy="ekfac")
     ref = influence.fit_curvature(plain, p, x, y, cfg=cfg)
     got = influence.fit_curvature(torch, p_t, x, y, cfg=cfg)

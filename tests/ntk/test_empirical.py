@@ -75,6 +75,16 @@ def test_all_methods_match_naive_float32(key):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale)
 
 
+def _assert_every_method_gives(cfg, params, x1, x2, want):
+    for method in METHODS:
+        got = ntk.empirical_ntk_fn(
+            functools.partial(ntk.mlp_apply, cfg=cfg),
+            method=method,
+            structure=functools.partial(ntk.mlp_taps, cfg=cfg),
+        )
+        np.testing.assert_allclose(got(params, x1, x2), want, rtol=1e-10)
+
+
 def test_one_hidden_layer_hand_formula(key, x64):
     # Spec A1: Theta = s^2/n sum_j h_j h'_j + b^2 + s^2/n sum_j v_j^2 g_j g'_j c
     # for the NTK parameterisation, with c = s^2 x.x'/d + b^2 and scalar output.
@@ -90,13 +100,7 @@ def test_one_hidden_layer_hand_formula(key, x64):
     g1, g2 = (u(x1) > 0).astype(float), (u(x2) > 0).astype(float)
     c = sw**2 * x1 @ x2.T / d + sb**2
     hand = sw**2 / n * h1 @ h2.T + sb**2 + sw**2 / n * (g1 * v[None] ** 2) @ g2.T * c
-    for method in METHODS:
-        got = ntk.empirical_ntk_fn(
-            functools.partial(ntk.mlp_apply, cfg=cfg),
-            method=method,
-            structure=functools.partial(ntk.mlp_taps, cfg=cfg),
-        )
-        np.testing.assert_allclose(got(params, x1, x2), hand, rtol=1e-10)
+    _assert_every_method_gives(cfg, params, x1, x2, hand)
 
 
 def test_blocking_and_auto(key, x64):
@@ -210,13 +214,7 @@ def test_one_hidden_layer_hand_formula_standard(key, x64):
     h1, h2 = jax.nn.relu(u(x1)), jax.nn.relu(u(x2))
     g1, g2 = (u(x1) > 0).astype(float), (u(x2) > 0).astype(float)
     hand = h1 @ h2.T + 1 + (g1 * v[None] ** 2) @ g2.T * (x1 @ x2.T + 1)
-    for method in METHODS:
-        got = ntk.empirical_ntk_fn(
-            functools.partial(ntk.mlp_apply, cfg=cfg),
-            method=method,
-            structure=functools.partial(ntk.mlp_taps, cfg=cfg),
-        )
-        np.testing.assert_allclose(got(params, x1, x2), hand, rtol=1e-10)
+    _assert_every_method_gives(cfg, params, x1, x2, hand)
 
 
 def test_structure_must_match_f(key):
