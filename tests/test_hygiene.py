@@ -33,3 +33,29 @@ def test_src_imports_no_pillar():
         text = f.read_text()
         for pillar in ("linear_ssl", "ntk", "kan", "influence"):
             assert f"jaxfeat.{pillar}" not in text, f"{f.name} imports {pillar}"
+
+
+def test_lapack_calls_go_through_the_vmap_safe_wrappers():
+    # jaxlib 0.10's batched CPU LAPACK kernels can hang a sharded sweep
+    # (jaxfeat/_src/linalg.py): the package calls them through those wrappers.
+    banned = (
+        "jnp.linalg.eigh(",
+        "jnp.linalg.svd(",
+        "jnp.linalg.lstsq(",
+        "jnp.linalg.solve(",
+        "jnp.linalg.cholesky(",
+        "jnp.linalg.qr(",
+        "jnp.linalg.inv(",
+        "jnp.linalg.det(",
+        "jnp.linalg.slogdet(",
+        "jnp.linalg.pinv(",
+        "solve_triangular(",
+    )
+    for f in (ROOT / "jaxfeat").rglob("*.py"):
+        if f.relative_to(ROOT).as_posix() == "jaxfeat/_src/linalg.py":
+            continue
+        text = f.read_text()
+        for call in banned:
+            assert call not in text, (
+                f"{f.relative_to(ROOT)} calls {call}: use _src.linalg"
+            )

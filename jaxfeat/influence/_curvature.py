@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
+from jaxfeat._src import linalg
 from jaxfeat._src.arrays import to_device
 from jaxfeat._src.checks import check_finite
 from jaxfeat._src.compile_options import CostAwareJit
@@ -223,7 +224,7 @@ def _arnoldi(matvec, p: int, n_iter: int, rank: int, dtype):
 
     basis, hess = lax.fori_loop(0, n_iter, body, (basis, hess))
     h = hess[:n_iter]
-    evals, evecs = jnp.linalg.eigh(0.5 * (h + h.T))
+    evals, evecs = linalg.eigh(0.5 * (h + h.T))
     top = jnp.argsort(-evals)[:rank]
     return DenseFactors(basis[:n_iter].T @ evecs[:, top], evals[top])
 
@@ -240,7 +241,7 @@ def _fit(model, params, x, y, key, cfg: IHVPConfig, layers=()):
         return fit_kronecker(params, x, y, keys, model=model, layers=layers, cfg=cfg)
     if cfg.strategy == "exact":
         g = _dense_curvature(model, params, x, y, keys, cfg).astype(edt)
-        evals, q = jnp.linalg.eigh(0.5 * (g + g.T))
+        evals, q = linalg.eigh(0.5 * (g + g.T))
         if cfg.curvature == "ggn":  # PSD: negative eigenvalues are round-off
             evals = jnp.maximum(evals, 0.0)
         lam = 0.1 * jnp.mean(evals) if cfg.damping is None else cfg.damping

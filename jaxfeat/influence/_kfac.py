@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from jaxfeat import ntk
+from jaxfeat._src import linalg
 from jaxfeat.influence._grads import mlp_pseudo_factors, tapped_pseudo_factors
 
 
@@ -42,7 +43,7 @@ def eig_dtype():
 def psd_eigh(m: Array) -> tuple[Array, Array]:
     """Eigenpairs of a PSD matrix; negative eigenvalues (round-off) clipped to 0."""
     m = m.astype(eig_dtype())
-    evals, evecs = jnp.linalg.eigh(0.5 * (m + m.T))
+    evals, evecs = linalg.eigh(0.5 * (m + m.T))
     return jnp.maximum(evals, 0.0), evecs
 
 

@@ -15,6 +15,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float
 
+from jaxfeat._src import linalg
 from jaxfeat._src.checks import (
     check_choice,
     check_finite,
@@ -146,7 +147,7 @@ def _response(params_s, x, y, x_z, y_z, eps, damping, model, loss, n_steps):
     def newton(_, t):
         g = jax.grad(obj)(t)
         h = jax.hessian(obj)(t)
-        return t - jnp.linalg.solve(h, g)
+        return t - linalg.solve(h, g)
 
     return unravel(lax.fori_loop(0, n_steps, newton, flat_s))
 

@@ -15,6 +15,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat import ntk
+from jaxfeat._src import linalg
 from jaxfeat._src.arrays import leading, to_device
 from jaxfeat._src.checks import check_finite, check_int_at_least, is_concrete
 from jaxfeat._src.compile_options import CostAwareJit
@@ -122,7 +123,7 @@ def low_rank_query(
 
 
 def _low_rank(mat, rank):
-    u, s, vt = jnp.linalg.svd(mat, full_matrices=False)
+    u, s, vt = linalg.svd(mat)
     r = min(rank, s.shape[-1])
     return u[..., :r] * s[..., None, :r], vt[..., :r, :]
 

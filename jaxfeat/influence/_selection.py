@@ -25,6 +25,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from jaxfeat._src import linalg
 from jaxfeat._src.checks import (
     check_finite,
     check_in_range,
@@ -230,8 +231,8 @@ def whitened_features(
     f = jnp.concatenate([c, t])
     f = f - f.mean(0, keepdims=True)
     sigma = f.T @ f / f.shape[0] + ridge * jnp.eye(f.shape[1], dtype=f.dtype)
-    chol = jnp.linalg.cholesky(sigma)
-    fw = jax.scipy.linalg.solve_triangular(chol, f.T, lower=True).T  # F L^{-T}
+    chol = linalg.cholesky(sigma)
+    fw = linalg.solve_lower(chol, f.T).T  # F L^{-T}
     if normalize:
         fw = l2_normalize(fw)
     return fw[: c.shape[0]], fw[c.shape[0] :]

@@ -31,7 +31,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 from jaxtyping import ArrayLike
 
-from jaxfeat._src import checks
+from jaxfeat._src import checks, linalg
 from jaxfeat.kan._cardinal import grid_tangent_jvp, is_uniform, uniform_basis_lead
 
 
@@ -288,7 +288,7 @@ def _fit(basis, y, ridge):
         if ridge:
             b = jnp.concatenate([b, jnp.sqrt(ridge) * jnp.eye(nb, dtype=b.dtype)])
             t = jnp.concatenate([t, jnp.zeros((nb, t.shape[1]), t.dtype)])
-        return jnp.linalg.lstsq(b, t)[0]  # (nb, out)
+        return linalg.lstsq(b, t)  # (nb, out)
 
     coef = jax.vmap(one, in_axes=(1, 1))(basis, y)  # (d, nb, out)
     return jnp.transpose(coef, (2, 0, 1))

@@ -17,6 +17,7 @@ import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, ArrayLike, Float
 
+from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import (
     check_finite,
@@ -289,11 +290,11 @@ def generalized_modes(
 
 @jax.jit
 def _generalized_modes(cov):
-    evals, evecs = jnp.linalg.eigh(cov.xx)
+    evals, evecs = linalg.eigh(cov.xx)
     # xx is positive definite (checked by the caller when concrete).
     inv_sqrt = (evecs / jnp.sqrt(evals)[None]) @ evecs.T
     sym = 0.5 * (cov.yx + cov.yx.T)
-    rho, w = jnp.linalg.eigh(inv_sqrt @ sym @ inv_sqrt)
+    rho, w = linalg.eigh(inv_sqrt @ sym @ inv_sqrt)
     vecs = inv_sqrt @ w
     vecs = vecs / jnp.linalg.norm(vecs, axis=0, keepdims=True)
     order = jnp.argsort(-rho)

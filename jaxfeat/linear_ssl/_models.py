@@ -22,6 +22,7 @@ import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float
 
+from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float, default_float
 from jaxfeat._src.checks import check_int_at_least, check_positive, is_concrete
 from jaxfeat._src.typing import IntScalar, PRNGKey, Scalar
@@ -143,7 +144,7 @@ def _n_layers(depth, max_depth):
 
 
 def _haar_orthogonal(key, d, dtype):
-    q, r = jnp.linalg.qr(jax.random.normal(key, (d, d), dtype))
+    q, r = linalg.qr(jax.random.normal(key, (d, d), dtype))
     return q * jnp.sign(jnp.diagonal(r))[None]  # sign fix makes Q Haar-distributed
 
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import check_in_range, check_int_at_least, check_positive
 from jaxfeat._src.typing import PRNGKey
@@ -51,7 +52,7 @@ def sample_views(
 def _sample_views(key, cov, n):
     d = cov.xx.shape[0]
     joint = jnp.block([[cov.xx, cov.yx.T], [cov.yx, cov.yy]])
-    evals, evecs = jnp.linalg.eigh(joint)
+    evals, evecs = linalg.eigh(joint)
     root = evecs * jnp.sqrt(jnp.clip(evals, 0.0))[None]  # joint = root @ root.T
     z = jax.random.normal(key, (n, 2 * d), dtype=cov.xx.dtype)
     xy = z @ root.T

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from jaxfeat._src import linalg
 from jaxfeat._src.checks import (
     check_finite,
     check_ndim,
@@ -111,7 +112,7 @@ def gradient_flow_mse(
     check_positive("diag_reg", diag_reg, strict=False)
     _check_symmetric(k_train_train)
     sym = 0.5 * (k_train_train + k_train_train.T)
-    evals, evecs = jnp.linalg.eigh(sym)
+    evals, evecs = linalg.eigh(sym)
     _check_round_off_psd(evals)
     # Negative eigenvalues within round-off are removed here.
     evals = jnp.clip(evals, 0.0) + diag_reg

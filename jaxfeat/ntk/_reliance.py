@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import (
     check_finite,
@@ -186,7 +187,7 @@ def _lda_fit(x, y):
     m_neg = (neg @ x) / jnp.sum(neg)
     centred = x - pos[:, None] * m_pos[None] - neg[:, None] * m_neg[None]
     cov = centred.T @ centred / (x.shape[0] - 2)
-    w = jnp.linalg.lstsq(cov, m_pos - m_neg)[0]
+    w = linalg.lstsq(cov, m_pos - m_neg)
     return LDA(w, -w @ (m_pos + m_neg) / 2)
 
 

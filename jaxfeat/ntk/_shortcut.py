@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax.scipy.special import erfinv
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import check_in_range, check_int_at_least, check_positive
 from jaxfeat._src.typing import PRNGKey, Scalar
@@ -116,7 +117,7 @@ def _make_embedding(key, *, d, orthonormal, nesting, nest_width):
     k_dir, k_net = jax.random.split(key)
     g = jax.random.normal(k_dir, (d, 2))
     if orthonormal:
-        q, r = jnp.linalg.qr(g)
+        q, r = linalg.qr(g)
         dirs = (q * jnp.sign(jnp.diagonal(r))[None]).T
     else:
         dirs = (g / jnp.linalg.norm(g, axis=0, keepdims=True)).T
