@@ -62,8 +62,17 @@ def _check_grid(x, grid, order) -> None:
         )
     checks.check_finite("x", x)
     checks.check_finite("grid", grid)
-    if checks.is_concrete(grid) and np.any(np.diff(np.asarray(grid), axis=-1) < 0):
-        raise ValueError("grid: expected non-decreasing knots in every row")
+    if checks.is_concrete(grid):
+        g = np.asarray(grid)
+        if np.any(np.diff(g, axis=-1) < 0):
+            raise ValueError("grid: expected non-decreasing knots in every row")
+        flat = np.flatnonzero(g[:, -1] == g[:, 0])
+        if flat.size:
+            raise ValueError(
+                f"grid: row {int(flat[0])} has all knots equal, so every basis "
+                "function is zero on it; expected knots spanning an interval (a "
+                "constant feature needs grid_from_samples(..., margin > 0))"
+            )
 
 
 def _check_ridge(ridge) -> float:
@@ -321,6 +330,8 @@ def grid_from_samples(
     """
     _check_order(order)
     checks.check_ndim("x", x, 2, "(N, d)")
+    if np.shape(x)[0] < 1:
+        raise ValueError(f"x: expected at least one sample; got shape {np.shape(x)}")
     checks.check_finite("x", x)
     checks.check_int_at_least("grid_size", grid_size, 1)
     checks.check_in_range("grid_eps", grid_eps, 0.0, 1.0, closed=(True, True))

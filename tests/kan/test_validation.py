@@ -360,3 +360,18 @@ def test_kan_regularization_rejects_negative_weights(name):
     params, grids, x, _ = _setup()
     with pytest.raises(ValueError, match=f"^{name}: "):
         kan.kan_regularization(params, x, grids=grids, cfg=CFG, **{name: -1.0})
+
+
+def test_degenerate_grids_and_empty_samples_raise():
+    # All knots equal: every basis function is identically 0 (no span to live on).
+    with pytest.raises(ValueError, match="^grid: row 1 has all knots equal"):
+        grid = jnp.stack([jnp.arange(8.0), jnp.zeros(8)])
+        kan.bspline_basis(jnp.array([[0.5, 0.0]]), grid, 2)
+    const = jnp.ones((6, 2)).at[:, 0].set(jnp.arange(6.0))
+    with pytest.raises(ValueError, match="^grid: row 1"):
+        kan.bspline_basis(const, kan.grid_from_samples(const, 3, 2, margin=0.0), 2)
+    # The default margin gives a constant feature a span; its basis sums to 1.
+    b = kan.bspline_basis(const, kan.grid_from_samples(const, 3, 2), 2)
+    np.testing.assert_allclose(b.sum(-1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="^x: expected at least one sample"):
+        kan.grid_from_samples(jnp.zeros((0, 3)), 5, 3)
