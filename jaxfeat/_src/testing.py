@@ -123,11 +123,14 @@ def cast_floats(tree, dtype):
     return jax.tree_util.tree_map(leaf, tree)
 
 
-def run_on_cpu_devices(script: str, out_path, n_devices: int) -> dict:
+def run_on_cpu_devices(
+    script: str, out_path, n_devices: int, *, timeout: int = 300
+) -> dict:
     """Runs `python -c script out_path` with `n_devices` forced CPU devices.
 
     The device count is fixed when JAX initialises, so each count needs its own
-    process. Returns the arrays the script saved to `out_path` with `np.savez`.
+    process. Returns the arrays the script saved to `out_path` with `np.savez`;
+    raises `subprocess.TimeoutExpired` after `timeout` seconds (a hang fails).
     """
     import os
     import subprocess
@@ -140,6 +143,6 @@ def run_on_cpu_devices(script: str, out_path, n_devices: int) -> dict:
         env=env,
         check=True,
         capture_output=True,
-        timeout=300,
+        timeout=timeout,
     )
     return dict(np.load(out_path))

@@ -1,11 +1,10 @@
 """Sweeps give the same numbers sharded over 4 forced CPU devices as on one device."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
+
+from jaxfeat._src.testing import run_on_cpu_devices
 
 SWEEP = textwrap.dedent(
     """
@@ -38,16 +37,7 @@ SWEEP = textwrap.dedent(
 
 def _run(tmp_path, n_devices):
     out = tmp_path / f"sweep_{n_devices}.npz"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
-    subprocess.run(
-        [sys.executable, "-c", SWEEP, str(out)],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return dict(np.load(out))
+    return run_on_cpu_devices(SWEEP, out, n_devices)
 
 
 def test_sweep_sharded_over_four_devices_matches_one(tmp_path):

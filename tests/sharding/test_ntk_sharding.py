@@ -5,12 +5,11 @@ LAPACK kernels, this sweep (a vmapped `eigh` inside `kernel_shortcut_bias`) hung
 of 8 runs on 4 forced devices; the subprocess timeout turns a hang into a failure.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
+
+from jaxfeat._src.testing import run_on_cpu_devices
 
 SWEEP = textwrap.dedent(
     """
@@ -57,16 +56,7 @@ SWEEP = textwrap.dedent(
 
 def _run(tmp_path, n_devices):
     out = tmp_path / f"ntk_{n_devices}.npz"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
-    subprocess.run(
-        [sys.executable, "-c", SWEEP, str(out)],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return dict(np.load(out))
+    return run_on_cpu_devices(SWEEP, out, n_devices, timeout=120)
 
 
 def test_bias_sweep_sharded_over_four_devices_matches_one(tmp_path):
