@@ -1,5 +1,7 @@
 """`CostAwareJit`: fast-compiled first tier, tier-up, and plain jit inside traces."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,3 +110,22 @@ def test_an_option_this_xla_lacks_falls_back_to_the_defaults(monkeypatch):
     f = CostAwareJit(_f, static_argnames="scale")
     x = jnp.linspace(-1.0, 1.0, 5)
     np.testing.assert_allclose(f(x, 3.0), _want(x), atol=1e-6)
+
+
+def test_calls_from_many_threads_compile_once_and_tier_up_once(monkeypatch):
+    compiles = []
+    real_compile = compile_options._compile
+
+    def counting_compile(lowered, options):
+        compiles.append(options)
+        return real_compile(lowered, options)
+
+    monkeypatch.setattr(compile_options, "_compile", counting_compile)
+    f = CostAwareJit(_f, static_argnames="scale")
+    x = jnp.linspace(-1.0, 1.0, 9)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outs = list(pool.map(lambda _: f.call(3, x, 2.0), range(64)))
+    for out in outs:
+        np.testing.assert_allclose(out, _want(x, 2.0), atol=1e-6)
+    assert f.tiers() == ["optimised"]
+    assert compiles == [compile_options.FAST_COMPILE, compile_options.TIER_UP]

@@ -31,10 +31,12 @@ Only top-level calls on the CPU backend are tiered; inside a trace (an outer `ji
 `jax_debug_infs` the function is a plain `jit`. Programs are cached per JAX
 configuration context (x64, default device, ...) like `jit`'s own; the cache lives
 as long as the `CostAwareJit` (module level: the process), not cleared by
-`jax.clear_caches`.
+`jax.clear_caches`. Calls from several threads are safe: each program is compiled
+once and tiers up once.
 """
 
 import inspect
+import threading
 
 import jax
 import jax.extend.core
@@ -76,6 +78,7 @@ class CostAwareJit:
         self._static = frozenset(static_argnames)
         self._jit = jax.jit(fn, static_argnames=tuple(static_argnames))
         self._programs = {}
+        self._lock = threading.Lock()
 
     def __call__(self, *args, **kwargs):
         return self.call(1, *args, **kwargs)
@@ -95,9 +98,11 @@ class CostAwareJit:
             tuple(jax.typeof(leaf) for leaf in leaves),
             tuple(getattr(leaf, "sharding", None) for leaf in leaves),
         )
-        program = self._programs.get(key)
-        if program is None:
-            program = self._programs[key] = _Program(self._jit.lower(**named), n_calls)
+        with self._lock:  # one compile per program, however many threads call
+            program = self._programs.get(key)
+            if program is None:
+                lowered = self._jit.lower(**named)
+                program = self._programs[key] = _Program(lowered, n_calls)
         return program(dynamic)
 
     def tiers(self) -> list[str]:
@@ -120,13 +125,16 @@ class _Program:
         self._calls_left = n_calls if fast else None
         self.tier = "fast" if fast else "optimised"
         self._compiled = _compile(lowered, FAST_COMPILE) if fast else lowered.compile()
+        self._lock = threading.Lock()
 
     def __call__(self, dynamic):
-        if self._calls_left == 0:  # called more often than expected: tier up
-            self._compiled = _compile(self._lowered, TIER_UP)
-            self._calls_left, self._lowered, self.tier = None, None, "optimised"
         if self._calls_left is not None:
-            self._calls_left -= 1
+            with self._lock:
+                if self._calls_left == 0:  # called more often than expected: tier up
+                    self._compiled = _compile(self._lowered, TIER_UP)
+                    self._calls_left, self._lowered, self.tier = None, None, "optimised"
+                elif self._calls_left is not None:  # not tiered up meanwhile
+                    self._calls_left -= 1
         return self._compiled(**dynamic)
 
 
