@@ -63,7 +63,7 @@ def permutation_importance(
         col = jax.random.permutation(k, x[:, p])
         return kan_loss(f(x.at[:, p].set(col)), y, task)
 
-    keys = jax.random.split(key, d * n_repeats).reshape(d, n_repeats)
+    keys = jax.random.split(key, (d, n_repeats))  # typed or legacy uint32 keys
     losses = jax.lax.map(
         lambda args: jax.vmap(one, (0, None))(args[0], args[1]),
         (keys, jnp.arange(d)),

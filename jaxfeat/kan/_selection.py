@@ -64,7 +64,9 @@ def kfold_indices(
       stratified: keep class proportions in every fold.
 
     Raises:
-      ValueError: `y` not 1-D or with NaN or infinity, `n_splits` outside `2..N`.
+      ValueError: `y` not 1-D or with NaN or infinity, `n_splits` outside `2..N`,
+        non-integer float `y` with `stratified=True` (each value would be a class of
+        its own and the folds would ignore `key`).
     """
     y = np.asarray(y)
     checks.check_ndim("y", y, 1, "(N,)")
@@ -74,6 +76,11 @@ def kfold_indices(
     if not _is_int(n_splits) or not 2 <= n_splits <= n:
         raise ValueError(f"n_splits: expected an int in 2..{n}; got {n_splits!r}")
     n_splits = int(n_splits)
+    if stratified and np.issubdtype(y.dtype, np.floating) and np.any(y != np.round(y)):
+        raise ValueError(
+            "y: stratified folds need class labels; got non-integer values (regression "
+            "targets?): pass stratified=False"
+        )
     perm = np.asarray(jax.random.permutation(key, n))
     fold = np.full(n, -1, np.int64)
     if stratified:

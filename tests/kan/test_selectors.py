@@ -171,6 +171,29 @@ def test_kfold_indices_partition_and_stratify():
         assert np.all(np.abs(counts - np.array([2, 4, 1.4])) <= 1)
 
 
+def test_kfold_indices_regression_targets():
+    y = np.asarray(jax.random.normal(jax.random.key(0), (12,)))
+    # stratifying on continuous targets made every value a class and ignored the key
+    with pytest.raises(ValueError, match="^y: stratified folds need class labels"):
+        kan.kfold_indices(jax.random.key(0), y, 3)
+    folds = [
+        kan.kfold_indices(jax.random.key(s), y, 3, stratified=False) for s in (0, 1)
+    ]
+    for f in folds:
+        assert sorted(np.concatenate([v for _, v in f]).tolist()) == list(range(12))
+    assert any(
+        set(a[1].tolist()) != set(b[1].tolist())
+        for a, b in zip(folds[0], folds[1], strict=True)
+    )
+    # float labels holding whole numbers are classes
+    yf = np.repeat(np.arange(3.0), 4)
+    ints = kan.kfold_indices(jax.random.key(0), yf.astype(int), 4)
+    for (_, a), (_, b) in zip(
+        kan.kfold_indices(jax.random.key(0), yf, 4), ints, strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_crossval_scores_equal_a_manual_fold_loop():
     x = np.asarray(jax.random.normal(jax.random.key(3), (30, 4)))
     y = (x[:, 0] > 0).astype(np.int32) + (x[:, 2] > 0.5)
@@ -240,6 +263,11 @@ def test_jax_baselines():
         jax.random.key(1), predict, x, y, task="classification"
     )
     assert float(s[1]) == 0.0 and float(s[0]) > float(s[2]) > 0
+    # legacy uint32 keys draw the same shuffles as typed keys
+    legacy = kan.permutation_importance(
+        jax.random.key_data(jax.random.key(1)), predict, x, y, task="classification"
+    )
+    np.testing.assert_array_equal(legacy, s)
 
 
 @pytest.mark.parametrize(
