@@ -142,6 +142,7 @@ def kan_regularization(
     cfg: KANConfig,
     l1: float = 1.0,
     entropy: float = 2.0,
+    weights: ArrayLike | None = None,
 ) -> jax.Array:
     """The sample-based L1 + entropy regulariser (module docstring) on a batch.
 
@@ -152,10 +153,14 @@ def kan_regularization(
       cfg: the architecture.
       l1: `mu_1 >= 0`.
       entropy: `mu_2 >= 0`.
+      weights: optional `(N,)` non-negative per-sample weights: the edge magnitudes
+        are the weighted means `sum_n w_n |phi(x_n)| / sum_n w_n` (0 when every
+        weight is 0), so a weight of 0 removes a row, as in `kan_loss`.
 
     Raises:
       ValueError: shapes that do not match `cfg`, a concrete `x` with NaN or
-        infinity, negative (concrete) `l1` or `entropy`.
+        infinity, negative (concrete) `l1` or `entropy`, negative or non-finite
+        weights.
     """
     checks.check_ndim("x", x, 2, "(N, d)")
     if np.shape(x)[1] != cfg.widths[0]:
@@ -164,18 +169,25 @@ def kan_regularization(
     _check_net(params, grids, cfg)
     checks.check_positive("l1", l1, strict=False)
     checks.check_positive("entropy", entropy, strict=False)
-    return _regularization(params, x, grids, cfg, l1, entropy)
+    if weights is not None:
+        _check_weights(weights, np.shape(x)[0])
+    return _regularization(params, x, grids, cfg, l1, entropy, weights)
 
 
 @jax.jit(static_argnames=("cfg",))
-def _regularization(params, x, grids, cfg, l1, entropy):
+def _regularization(params, x, grids, cfg, l1, entropy, weights=None):
     inputs = jax.vmap(lambda xi: kan_layer_inputs(params, xi, grids=grids, cfg=cfg))(x)
     total = jnp.zeros((), x.dtype)
+    if weights is None:
+        weights = jnp.ones(x.shape[:1], x.dtype)
+    weights = jnp.asarray(weights, x.dtype)
+    tot = jnp.sum(weights)
+    share = weights / jnp.where(tot > 0, tot, 1)  # weighted mean; all 0 -> 0
     for layer, grid, h in zip(params, grids, inputs, strict=True):
         edges = jax.vmap(
             lambda hi, lay=layer, g=grid: layer_edges(lay, g, hi, cfg.order, cfg.basis)
         )(h)
-        mag = jnp.mean(jnp.abs(edges), axis=0)  # (d, H)
+        mag = jnp.tensordot(share, jnp.abs(edges), axes=1)  # (d, H)
         norm = jnp.sum(mag)
         p = mag / jnp.maximum(norm, 1e-12)
         ent = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
@@ -271,7 +283,7 @@ def _train(key, params, x, y, grids, weights, cfg, tcfg):
         )
         loss = _weighted_loss(apply(p, values, silu_x), y[sel], tcfg.task, wb)
         if tcfg.reg_lambda:
-            reg = _regularization(p, xb, grids, cfg, tcfg.reg_l1, tcfg.reg_entropy)
+            reg = _regularization(p, xb, grids, cfg, tcfg.reg_l1, tcfg.reg_entropy, wb)
             return loss + tcfg.reg_lambda * reg, loss
         return loss, loss
 

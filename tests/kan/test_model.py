@@ -117,6 +117,50 @@ def test_training_fits_and_weights_drop_rows():
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_regularised_training_ignores_zero_weight_rows():
+    # The regulariser's edge magnitudes are weighted means too: rows of weight 0
+    # (fold padding in crossval_scores) with wild inputs must not move training.
+    x = jax.random.normal(jax.random.key(0), (40, 3))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    params, grids = _net()
+    tc = kan.KANTrainConfig(epochs=5, batch_size=16, learning_rate=1e-2, reg_lambda=1.0)
+    w = jnp.ones(40).at[30:].set(0.0)
+    x_bad = x.at[30:].set(3.0 * x[30:] + 1.0)
+    t1, _ = kan.train_kan(
+        jax.random.key(1), params, x, y, grids=grids, cfg=CFG, train_cfg=tc, weights=w
+    )
+    t2, _ = kan.train_kan(
+        jax.random.key(1),
+        params,
+        x_bad,
+        y,
+        grids=grids,
+        cfg=CFG,
+        train_cfg=tc,
+        weights=w,
+    )
+    for a, b in zip(
+        jax.tree_util.tree_leaves(t1), jax.tree_util.tree_leaves(t2), strict=True
+    ):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_weighted_regularizer_equals_it_on_the_kept_rows(x64):
+    params, grids = _net()
+    x = jax.random.normal(jax.random.key(5), (9, 3))
+    w = jnp.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    kw = dict(grids=grids, cfg=CFG, l1=1.0, entropy=2.0)
+    got = kan.kan_regularization(params, x, weights=w, **kw)
+    want = kan.kan_regularization(params, x[w > 0], **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-12)  # float64: rounding only
+    # integer weights 2 count a row twice
+    w2 = jnp.array([2, 1, 1, 1, 1, 1, 1, 1, 1])
+    twice = kan.kan_regularization(params, jnp.concatenate([x[:1], x]), **kw)
+    np.testing.assert_allclose(
+        kan.kan_regularization(params, x, weights=w2, **kw), twice, rtol=1e-12
+    )
+
+
 def test_regularizer_matches_definition(x64):
     params, grids = _net()
     x = jax.random.normal(jax.random.key(5), (9, 3))
