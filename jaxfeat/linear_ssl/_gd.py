@@ -128,6 +128,23 @@ def _check_run(state: GDState, cov: Covariances, lr, depth, ema_decay) -> None:
     ):
         check_finite(name, leaf)
     check_covariances("cov", cov, xx_definite=False)
+    _check_no_promotion(state, cov)
+
+
+def _check_no_promotion(state: GDState, cov: Covariances) -> None:
+    """Raises unless `cov` keeps the parameters' dtype (checked at trace time).
+
+    Float64 covariances with float32 parameters (under x64) would promote the update,
+    and `lax.scan` needs its carry to keep one dtype. (`lr` and `ema_decay` are cast
+    to the parameters' dtype instead: hyperparameters, not data.)
+    """
+    want = jnp.result_type(state.params.W)
+    got = jnp.result_type(want, *jax.tree_util.tree_leaves(cov))
+    if got != want:
+        raise TypeError(
+            f"cov: its dtype would promote the parameters from {want} to {got}; cast "
+            f"it with .astype({want}) or initialise the parameters in {got}"
+        )
 
 
 def simulate_gd(
@@ -165,8 +182,13 @@ def simulate_gd(
         outside [0, 1), NaN parameters, or covariances that hold NaN or are not
         jointly PSD (values checked when concrete, i.e. not under `jit`/`vmap`;
         `run_gd` and `sweep_gd` check them before their compiled programs).
+      TypeError: `cov` of a wider dtype than the parameters (e.g. float64
+        covariances with float32 parameters), checked at trace time; `lr` and
+        `ema_decay` are cast to the parameters' dtype.
     """
     _check_run(state, cov, lr, depth, ema_decay)
+    dtype = state.params.W.dtype  # hyperparameters follow the parameters' dtype
+    lr, ema_decay = jnp.asarray(lr, dtype), jnp.asarray(ema_decay, dtype)
 
     def step(s: GDState, _):
         # closed-form semi-gradients: equal to jax.grad of the loss, less work

@@ -229,3 +229,34 @@ def test_depth_outside_the_stack_raises(depth):
     ):
         with pytest.raises(ValueError, match="depth"):
             call()
+
+
+@pytest.mark.parametrize("entry", ["simulate_gd", "run_gd", "sweep_gd"])
+def test_wider_covariances_than_parameters_raise(x64, entry):
+    # float64 covariances (mode_spec's default under x64) with float32 parameters
+    # used to fail inside lax.scan with a carry-type error.
+    spec, cov = _cov()
+    assert cov.xx.dtype == jnp.float64
+    state = ls.init_gd(ls.init_aligned(1e-2, d=2, depth=2, dtype=jnp.float32))
+    cfg = ls.GDConfig(n_steps=2)
+    batch = lambda t: jax.tree_util.tree_map(lambda v: v[None], t)
+    calls = {
+        "simulate_gd": lambda c, lr: ls.simulate_gd(state, c, lr, cfg=cfg),
+        "run_gd": lambda c, lr: ls.run_gd(state, c, lr, cfg=cfg, progress=False),
+        "sweep_gd": lambda c, lr: ls.sweep_gd(
+            batch(state), batch(c), jnp.reshape(lr, (1,)), cfg=cfg, progress=False
+        ),
+    }
+    with pytest.raises(TypeError, match="^cov: its dtype would promote"):
+        calls[entry](cov, 0.1)
+    # a float64 learning rate is cast to the parameters' dtype
+    cov32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), cov)
+    wide, _ = calls[entry](cov32, jnp.asarray(0.1, jnp.float64))
+    narrow, _ = calls[entry](cov32, jnp.asarray(0.1, jnp.float32))
+    np.testing.assert_array_equal(wide.params.W, narrow.params.W)
+    # cast covariances run, and equal the float64 run to float32 rounding
+    final, _ = ls.simulate_gd(state, cov32, 0.1, cfg=cfg)
+    state64 = ls.init_gd(ls.init_aligned(1e-2, d=2, depth=2, dtype=jnp.float64))
+    final64, _ = ls.simulate_gd(state64, cov, 0.1, cfg=cfg)
+    assert final.params.W.dtype == jnp.float32
+    np.testing.assert_allclose(final.params.W, final64.params.W, rtol=1e-6)
