@@ -14,6 +14,17 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")  # no silent broadcasting
 
+# .ci/run keeps what the suite compiles for its smoke `jaxfeat reproduce`: a persistent
+# compilation cache per pytest worker (one writer per folder; JAX's shared-folder lock
+# rescans the whole folder on every write), merged once the tests are done. XLA's own
+# caches off: their folder enters the cache key, which must not depend on the folder.
+if _ci_cache := os.environ.get("JAXFEAT_TEST_COMPILATION_CACHE"):
+    _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    jax.config.update("jax_persistent_cache_enable_xla_caches", "none")
+    jax.config.update("jax_compilation_cache_dir", os.path.join(_ci_cache, _worker))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="run paper-scale tests")
