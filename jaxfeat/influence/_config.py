@@ -56,8 +56,11 @@ class IHVPConfig:
       lissa_iters: LiSSA recursion depth.
       lissa_scale: LiSSA scale, above $\lambda_{\max}(G + \lambda I)$; `None`:
         1.5 x a 30-step power-iteration estimate at fit time.
-      arnoldi_iters: Arnoldi (Krylov) iterations, at least `arnoldi_rank`.
-      arnoldi_rank: number of top eigenpairs kept.
+      arnoldi_iters: Arnoldi (Krylov) iterations, at least `arnoldi_rank`; at
+        most the parameter count $p$ of them run (the Krylov space is then all
+        of $\mathbb{R}^p$).
+      arnoldi_rank: number of top eigenpairs kept, at most $p$ (checked by
+        `fit_curvature`).
 
     References:
       Grosse et al. 2023, arXiv:2308.03296 (EK-FAC influence, §2);

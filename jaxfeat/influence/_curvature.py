@@ -203,7 +203,10 @@ def _arnoldi(matvec, p: int, n_iter: int, rank: int, dtype):
 
     Full re-orthogonalisation (two Gram-Schmidt passes) keeps the Krylov basis
     orthonormal; the start vector is the normalised all-ones vector (deterministic).
+    At most `p` steps run: a Krylov basis of R^p has at most `p` vectors, and
+    further ones would be normalised round-off giving spurious Ritz values.
     """
+    n_iter = min(n_iter, p)
     basis = (
         jnp.zeros((n_iter + 1, p), dtype).at[0].set(jnp.ones(p, dtype) / math.sqrt(p))
     )
@@ -359,6 +362,12 @@ def fit_curvature(
     check_targets("x", x, "y", y, model=model, params=params, loss=cfg.loss)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     shapes = tuple(jnp.shape(leaf) for leaf in leaves)
+    n_params = sum(math.prod(s) for s in shapes)
+    if cfg.strategy == "arnoldi" and cfg.arnoldi_rank > n_params:
+        raise ValueError(
+            f"arnoldi_rank: expected at most the {n_params} parameters; got "
+            f"{cfg.arnoldi_rank}"
+        )
     layers = _model_layers(model, params, x, cfg)
     if chunk_size is None:
         factors, damping = _fit_jit(model, params, x, y, key, cfg, layers)

@@ -152,6 +152,27 @@ def test_arnoldi_recovers_top_eigenpairs(key, x64):
     np.testing.assert_allclose(overlap, 1.0, atol=1e-6)
 
 
+def test_arnoldi_with_more_iterations_than_parameters(key, x64):
+    """The MLP has p = 31 parameters and a GGN of rank 16 (8 examples, softmax of
+    3 classes): 40 requested steps run as 31, so the 20 kept Ritz values are the
+    top eigenvalues (zeros included) to round-off and the vectors orthonormal."""
+    params, x, y = mlp_problem(key)
+    cfg = _cfg(strategy="arnoldi", damping=0.1, arnoldi_iters=40, arnoldi_rank=20)
+    state = influence.fit_curvature(apply_fn, params, x, y, cfg=cfg)
+    top = jnp.linalg.eigvalsh(dense_ggn(params, x))[::-1][:20]
+    np.testing.assert_allclose(state.factors.evals, top, atol=1e-12)
+    q = state.factors.q
+    np.testing.assert_allclose(q.T @ q, jnp.eye(20), atol=1e-10)
+    with pytest.raises(ValueError, match="^arnoldi_rank: .* 31 parameters"):
+        influence.fit_curvature(
+            apply_fn,
+            params,
+            x,
+            y,
+            cfg=_cfg(strategy="arnoldi", arnoldi_iters=40, arnoldi_rank=32),
+        )
+
+
 def test_sampled_fisher_approaches_exact(key, x64):
     params, x, y = mlp_problem(key)
     exact = influence.fit_curvature(
