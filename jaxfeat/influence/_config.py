@@ -48,14 +48,16 @@ class IHVPConfig:
       damping: finite $\lambda \ge 0$, or `None` for $0.1\times$ the mean
         eigenvalue of $G$ (per layer, $0.1\times\mathrm{mean}(\Lambda_\ell)$, for
         `kfac`/`ekfac`). `fit_curvature` refuses a damped curvature that is
-        singular (e.g. `0` with a rank-deficient $G$).
+        singular (e.g. `0` with a rank-deficient $G$); `cg` and `lissa` have no
+        spectrum to check and refuse `0` outright.
       n_samples: sampled labels per example (`fisher="sampled"`). This and the
         other counts must be Python (or NumPy) ints.
       cg_tol: CG stops when $\|r\| \le$ `cg_tol` $\cdot \|v\|$.
       cg_maxiter: CG iteration cap.
       lissa_iters: LiSSA recursion depth.
       lissa_scale: LiSSA scale, above $\lambda_{\max}(G + \lambda I)$; `None`:
-        1.5 x a 30-step power-iteration estimate at fit time.
+        1.5 x a 30-step power-iteration estimate at fit time. A scale at or
+        below half that estimate diverges and is refused by `fit_curvature`.
       arnoldi_iters: Arnoldi (Krylov) iterations, at least `arnoldi_rank`; at
         most the parameter count $p$ of them run (the Krylov space is then all
         of $\mathbb{R}^p$).
@@ -94,6 +96,13 @@ class IHVPConfig:
         ):
             raise ValueError(
                 f"damping: expected a finite float >= 0 or None; got {self.damping!r}"
+            )
+        if self.damping == 0 and self.strategy in ("cg", "lissa"):
+            raise ValueError(
+                f"damping: strategy={self.strategy!r} cannot check that G is "
+                "non-singular (a GGN with more parameters than examples x outputs "
+                "is singular: the undamped solve is then ill-defined and returns "
+                "no error); pass damping > 0, None, or use strategy='exact'"
             )
         if self.curvature == "hessian" and self.strategy in KRONECKER:
             raise ValueError(

@@ -57,6 +57,7 @@ from jaxfeat.influence._taps import (
 )
 from jaxfeat.influence._validation import (
     check_invertible,
+    check_lissa_scale,
     check_solve,
     check_tree_finite,
 )
@@ -76,6 +77,9 @@ class OperatorFactors(NamedTuple):
     x: Array  # training inputs (n, ...)
     aux: Array  # (n, k, k) output curvatures (GGN) or targets (Hessian)
     scale: Array  # LiSSA scale (unused by CG)
+    # LiSSA: |Rayleigh quotient| of G + lambda I after 30 power steps, a lower
+    # bound on its spectral radius (0 for CG)
+    radius: Array = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +259,8 @@ def _fit(model, params, x, y, key, cfg: IHVPConfig, layers=()):
         else _out_curvatures(model, params, x, y, keys, cfg)
     )
     flat, unravel = ravel_pytree(params)
-    op = OperatorFactors(params, x, aux, jnp.zeros((), flat.dtype))
+    zero = jnp.zeros((), flat.dtype)
+    op = OperatorFactors(params, x, aux, zero, zero)
     if cfg.damping is None:
         lam = 0.1 * _ggn_trace(model, op) / flat.shape[0]
     else:
@@ -267,12 +272,14 @@ def _fit(model, params, x, y, key, cfg: IHVPConfig, layers=()):
         )
         return factors, lam
     if cfg.strategy == "lissa":
+        top = jnp.abs(
+            _power_iteration(lambda u: matvec(u) + lam * u, jnp.ones_like(flat))
+        )
         if cfg.lissa_scale is None:
-            top = _power_iteration(lambda u: matvec(u) + lam * u, jnp.ones_like(flat))
             scale = 1.5 * top
         else:
             scale = jnp.asarray(cfg.lissa_scale, flat.dtype)
-        op = op._replace(scale=scale)
+        op = op._replace(scale=scale, radius=top)
     return op, lam
 
 
@@ -382,6 +389,7 @@ def fit_curvature(
             model, layers, params, x, y, key, cfg, chunk_size, progress
         )
     check_invertible(cfg, factors, damping)
+    check_lissa_scale(cfg, factors)
     return CurvatureState(factors, damping, cfg, model, treedef, shapes, layers)
 
 

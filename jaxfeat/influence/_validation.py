@@ -69,6 +69,29 @@ def check_invertible(cfg: IHVPConfig, factors, damping) -> None:
             )
 
 
+def check_lissa_scale(cfg: IHVPConfig, factors) -> None:
+    r"""Raises `ValueError` naming `lissa_scale` if a concrete LiSSA scale diverges.
+
+    The recursion $h \leftarrow v + (I - (G+\lambda I)/c)\,h$ contracts only if
+    $c > \rho(G + \lambda I)/2$. `factors.radius` is the Rayleigh quotient of 30
+    power steps, a lower bound on $\rho$: a scale at or below half of it
+    diverges for certain (geometrically, yet possibly without overflowing, so
+    `check_solve` would not see it). A scale between that bound and $\rho/2$ is
+    missed here and caught only if the result overflows.
+    """
+    if cfg.strategy != "lissa" or cfg.lissa_scale is None:
+        return
+    if not is_concrete(factors.radius):
+        return
+    radius = float(factors.radius)
+    if not cfg.lissa_scale > radius / 2:
+        raise ValueError(
+            "lissa_scale: the LiSSA recursion diverges for a scale at or below half "
+            "the spectral radius of G + damping I (at least "
+            f"{radius:.3g}); got {cfg.lissa_scale:.3g} (use None to estimate it)"
+        )
+
+
 def check_solve(state, out, name: str) -> None:
     r"""Raises `ValueError` if a concrete inverse-curvature product is not finite.
 
