@@ -47,7 +47,8 @@ class IHVPConfig:
         sequences or large vocabularies (one label per position per draw).
       damping: finite $\lambda \ge 0$, or `None` for $0.1\times$ the mean
         eigenvalue of $G$ (per layer, $0.1\times\mathrm{mean}(\Lambda_\ell)$, for
-        `kfac`/`ekfac`). `fit_curvature` refuses a damped curvature that is
+        `kfac`/`ekfac`; the mean absolute eigenvalue for an exact Hessian, which
+        may be indefinite). `fit_curvature` refuses a damped curvature that is
         singular (e.g. `0` with a rank-deficient $G$); `cg` and `lissa` have no
         spectrum to check and refuse `0` outright.
       n_samples: sampled labels per example (`fisher="sampled"`). This and the

@@ -251,7 +251,8 @@ def _fit(model, params, x, y, key, cfg: IHVPConfig, layers=()):
         evals, q = linalg.eigh(0.5 * (g + g.T))
         if cfg.curvature == "ggn":  # PSD: negative eigenvalues are round-off
             evals = jnp.maximum(evals, 0.0)
-        lam = 0.1 * jnp.mean(evals) if cfg.damping is None else cfg.damping
+        # |.|: an indefinite Hessian's mean eigenvalue can be negative
+        lam = 0.1 * jnp.mean(jnp.abs(evals)) if cfg.damping is None else cfg.damping
         return DenseFactors(q, evals), jnp.asarray(lam, edt)
     aux = (
         y
@@ -310,7 +311,8 @@ def fit_curvature(
     positions and the factors follow K-FAC "expand" (see `fit_kronecker`).
     Eigendecompositions run in float64 when x64 is enabled. `damping=None` gives
     $0.1\times$ the mean eigenvalue of $G$ (per layer, of $\Lambda_\ell$, for
-    `kfac`/`ekfac`).
+    `kfac`/`ekfac`; of $|e_i|$ for an exact `curvature="hessian"`, so that an
+    indefinite Hessian still gets $\lambda > 0$).
 
     Args:
       model: `apply_fn(params, x) -> (k,)` (or `(T, k)` for a sequence) for one

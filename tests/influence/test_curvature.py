@@ -239,3 +239,20 @@ def test_indefinite_damped_hessian_is_solved_and_singular_one_refused(x64):
     assert_close(jnp.stack([out["a"], out["b"]]), want, kind="identity")
     with pytest.raises(ValueError, match="^damping: "):
         influence.fit_curvature(f, params, x, y, cfg=cfg(1.0))
+
+
+def test_damping_none_of_an_indefinite_hessian_is_positive(x64):
+    """L = (a b x + c^2 - y)^2 / 2 at 0 with x = y = 1 has Hessian
+    [[0, -1, 0], [-1, 0, 0], [0, 0, -2]] (eigenvalues -2, -1, 1; mean -2/3): the
+    heuristic uses the mean |eigenvalue|, 4/3, so lambda = 2/15 (not -1/15)."""
+    f = lambda p, x: p["a"] * p["b"] * x + p["c"] ** 2
+    params = {k: jnp.zeros(()) for k in "abc"}
+    cfg = _cfg(strategy="exact", curvature="hessian", loss="mse")
+    state = influence.fit_curvature(
+        f, params, jnp.ones((1, 1)), jnp.ones((1, 1)), cfg=cfg
+    )
+    np.testing.assert_allclose(state.damping, 2 / 15, rtol=1e-12)
+    h = jnp.array([[0.0, -1, 0], [-1, 0, 0], [0, 0, -2]])
+    out = influence.ihvp(state, {k: jnp.array(1.0) for k in "abc"})
+    want = jnp.linalg.solve(h + 2 / 15 * jnp.eye(3), jnp.ones(3))
+    assert_close(jnp.stack([out[k] for k in "abc"]), want, kind="identity")
