@@ -430,13 +430,19 @@ def dense_grad_factors(
       Per layer, `(abar, ds)` of shapes `(n, i + 1)` and `(n, o)`.
 
     Raises:
-      ValueError: if `loss` is unknown.
+      ValueError: if `loss` is unknown, concrete `x` holds NaN/inf, or `y` does
+        not hold valid targets (labels in `[0, k)`, MSE targets of the output
+        shape and finite).
+      TypeError: for non-integer cross-entropy labels.
 
     References:
       Grosse et al. 2023, arXiv:2308.03296, §2.2 (layer gradients $Ds\,\bar a^\top$).
     """
     check_choice("loss", loss, LOSSES)
-    return _dense_grad_factors_jit(params, jnp.asarray(x), jnp.asarray(y), mlp, loss)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    check_finite("x", x)
+    check_targets("x", x, "y", y, model=mlp, params=params, loss=loss)
+    return _dense_grad_factors_jit(params, x, y, mlp, loss)
 
 
 def dense_matrix(layer: ntk.Dense) -> Float[Array, "o i"]:

@@ -255,6 +255,17 @@ def test_labels_and_targets_are_validated(key):
             fn(lf, params, x, y.at[0].set(7))
         with pytest.raises(TypeError, match=r"^y: expected integer class labels"):
             fn(lf, params, x, y + 0.7)
+    factors = lambda xx, yy, loss="cross_entropy": influence.dense_grad_factors(
+        params, xx, yy, mlp=MLP, loss=loss
+    )
+    with pytest.raises(ValueError, match=r"^y: expected class labels in"):
+        factors(x, y.at[0].set(7))
+    with pytest.raises(TypeError, match=r"^y: expected integer class labels"):
+        factors(x, y + 0.7)
+    with pytest.raises(ValueError, match=r"^y: expected finite"):
+        factors(x, jnp.zeros((8, 3)).at[0, 0].set(jnp.nan), loss="mse")
+    with pytest.raises(ValueError, match=r"^x: expected finite"):
+        factors(x.at[1, 0].set(jnp.nan), y)
     mse = fit(jnp.zeros((8, 3)), loss="mse")
     with pytest.raises(ValueError, match=r"^y_train: expected finite"):
         influence.pairwise_scores(
