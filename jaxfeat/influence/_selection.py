@@ -448,7 +448,7 @@ def bids_select(
         u = jnp.where(i > 0, cover / jnp.maximum(i, 1), 0.0)
         k = jnp.argmin(u)
         j = jnp.argmax(jnp.where(taken, -jnp.inf, s[:, k]))
-        return taken.at[j].set(True), cover + s[j], picks.at[i].set(j)
+        return taken.at[j].set(True), cover + s[j], picks.at[i].set(j.astype(jnp.int32))
 
     init = (
         jnp.zeros(z.shape[0], bool),

@@ -127,6 +127,19 @@ def test_bids_balances_tasks_unlike_top_k():
         influence.bids_select(a, tasks, n_tasks, 10_000)
 
 
+def test_bids_picks_are_the_same_in_float64(x64_switch):
+    """Under x64 the argmax indices are int64 and the picks int32: the scatter
+    between them warned (an error under this suite's filterwarnings). The picks
+    must equal float32's on well-separated scores."""
+    a = np.asarray(_normal(5, 30, 6))
+    tasks = np.array([0, 0, 1, 1, 2, 2])
+    want = np.asarray(influence.bids_select(a, tasks, 3, 8))
+    with x64_switch(True):
+        got = influence.bids_select(a, tasks, 3, 8)
+        assert got.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(got), want)
+
+
 def test_task_ids_are_validated():
     """Out-of-range or missing tasks used to be dropped silently (one_hot of an
     out-of-range id is a zero row), and a length mismatch gave a raw TypeError."""
