@@ -77,9 +77,10 @@ def gradient_flow_mse(
     Args:
       k_train_train: kernel (NTK for a linearised network) on the training inputs,
         shape `(n, n)`, symmetric PSD. When concrete this is checked up to
-        round-off (eigenvalues >= -max(1e-6, 10 n eps) times the largest); the
-        round-off that remains is symmetrised away and negative eigenvalues are
-        clipped to 0.
+        round-off (eigenvalues >= -sqrt(eps) times the largest magnitude, eps of
+        the kernel's dtype: the ReLU kernels' arccos carries ~sqrt(eps) errors);
+        the round-off that remains is symmetrised away and negative eigenvalues
+        are clipped to 0.
       y_train: targets, shape `(n,)` or `(n, k)`.
       lr: learning rate $\eta$ (time is $t = \eta\cdot$steps when `lr=1`).
       diag_reg: ridge added to the kernel's eigenvalues.

@@ -69,7 +69,9 @@ class TrainResult(NamedTuple):
     Attributes:
       final: parameters after the last step.
       best: parameters at the best validation accuracy (first best on ties).
-      train_loss: training loss at each check, shape `(t,)`.
+      train_loss: mean of the (minibatch) training losses over the
+        `eval_every` steps ending at each check, each taken before its update,
+        shape `(t,)`.
       val_accuracy: validation accuracy at each check, shape `(t,)`; NaN once the
         network's outputs are NaN (diverged).
     """

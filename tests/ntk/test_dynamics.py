@@ -126,6 +126,18 @@ def test_bad_input_values(key):
     assert bool(jnp.all(jnp.isfinite(out)))
 
 
+def test_psd_tolerance_is_sqrt_eps_of_the_largest_eigenvalue():
+    """The documented bound: eigenvalues >= -sqrt(eps) max|eig| pass (float32:
+    sqrt(eps) = 3.5e-4), twice that below is refused."""
+    tol = float(np.sqrt(np.finfo(np.float32).eps))
+    ok = jnp.diag(jnp.array([2.0, -0.5 * tol * 2.0]))
+    assert bool(
+        jnp.all(jnp.isfinite(ntk.gradient_flow_mse(ok, jnp.ones(2))(1.0).train))
+    )
+    with pytest.raises(ValueError, match="^k_train_train: expected a positive semi"):
+        ntk.gradient_flow_mse(jnp.diag(jnp.array([2.0, -2 * tol * 2.0])), jnp.ones(2))
+
+
 def test_float32_relu_ntk_with_duplicate_inputs_is_accepted():
     # The ReLU kernels' arccos near correlation 1 carries ~sqrt(eps) error in
     # float32: duplicate rows gave eigenvalues of -1.4e-5 |K|, which a tolerance of

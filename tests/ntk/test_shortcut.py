@@ -276,3 +276,34 @@ def test_bad_input_names_the_argument(key):
         fit(x, y, x, (y + 1) / 2)
     with pytest.raises(ValueError, match="^x: expected finite"):
         fit(x.at[0, 0].set(jnp.nan), y, x, y)
+
+
+def test_train_loss_is_the_block_mean_of_pre_update_losses(key):
+    """Full-batch SGD, deterministic: with eval_every=1 each entry is the loss
+    before that step's update, so eval_every=2 logs the mean of two of them, and
+    the loss of the final parameters (after the last update) is lower."""
+    emb = ntk.make_embedding(key, 6)
+    tr = ntk.sample_shortcut_data(key, 64, emb, rho_s=0.7, rho_c=0.9, alpha_s=2.0)
+    net = ntk.MLPConfig(in_dim=6, widths=(8,), parameterization="standard")
+    run = lambda every: ntk.train_classifier(
+        key,
+        tr.x,
+        tr.y,
+        tr.x,
+        tr.y,
+        0.1,
+        net=net,
+        train=ntk.TrainConfig(
+            steps=4, batch_size=None, optimizer="sgd", eval_every=every
+        ),
+    )
+    per_step, per_two = run(1), run(2)
+    # float32, same operations in a different reduction: rtol 1e-6
+    np.testing.assert_allclose(
+        per_two.train_loss, per_step.train_loss.reshape(2, 2).mean(1), rtol=1e-6
+    )
+    out = jax.vmap(functools.partial(ntk.mlp_apply, cfg=net), in_axes=(None, 0))(
+        per_step.final, tr.x
+    )[:, 0]
+    after = 0.5 * float(jnp.mean((out - tr.y) ** 2))
+    assert after < float(per_step.train_loss[-1])
