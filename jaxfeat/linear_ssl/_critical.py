@@ -35,6 +35,7 @@ from jaxfeat._src.checks import (
     is_concrete,
 )
 from jaxfeat._src.typing import Depth, Scalar
+from jaxfeat.linear_ssl._models import check_depth
 from jaxfeat.linear_ssl._ode import CONVENTIONS, OBJECTIVES
 
 METHODS = ("closed_form", "quadrature")
@@ -98,11 +99,6 @@ def _static_max_depth(depth, max_depth):
     )
 
 
-def _check_depth_at_most(depth, n: int) -> None:
-    if is_concrete(depth) and np.max(np.asarray(depth)) > n:
-        raise ValueError(f"depth: expected at most max_depth={n}; got {depth!r}")
-
-
 def _validate(lam, rho, eps, depth, p, max_depth, objective, convention, method):
     check_choice("objective", objective, OBJECTIVES)
     check_choice("convention", convention, CONVENTIONS)
@@ -113,7 +109,7 @@ def _validate(lam, rho, eps, depth, p, max_depth, objective, convention, method)
     check_int_at_least("depth", depth, 1)
     check_in_range("p", p, 0.0, 1.0)
     n = _static_max_depth(depth, max_depth)
-    _check_depth_at_most(depth, n)
+    check_depth(depth, n, bound="max_depth")
     if is_concrete((rho, eps, depth, p)):
         L = np.asarray(depth, dtype=np.float64)
         r = np.asarray(rho, dtype=np.float64)
@@ -341,7 +337,7 @@ def critical_time_laurent(
     check_positive("eps", eps)
     check_int_at_least("depth", depth, 1)
     n_max = _static_max_depth(depth, max_depth)
-    _check_depth_at_most(depth, n_max)
+    check_depth(depth, n_max, bound="max_depth")
     dtype = jnp.result_type(as_float(lam), as_float(rho), as_float(eps))
     return _laurent_jit(
         *(jnp.asarray(v, dtype) for v in (lam, rho, eps, depth)),

@@ -26,7 +26,7 @@ from jaxfeat._src.progress import run_chunks
 from jaxfeat._src.sharding import batch_size, device_mesh, shard_batch, unpad
 from jaxfeat._src.typing import IntScalar, Scalar
 from jaxfeat.linear_ssl._data import Covariances, check_covariances
-from jaxfeat.linear_ssl._models import Params, _check_depth, encoder_matrix, imbalance
+from jaxfeat.linear_ssl._models import Params, check_depth, encoder_matrix, imbalance
 from jaxfeat.linear_ssl._objectives import (
     OBJECTIVES,
     population_gradients,
@@ -120,7 +120,7 @@ def _log_entry(state, cov, lr, cfg, depth):
 def _check_run(state: GDState, cov: Covariances, lr, depth, ema_decay) -> None:
     """Value checks shared by the GD entry points (skipped for traced values)."""
     check_positive("lr", lr)
-    _check_depth(depth, state.params.W.shape[-3])
+    check_depth(depth, state.params.W.shape[-3])
     check_in_range("ema_decay", ema_decay, 0.0, 1.0, closed=(True, False))
     for name, leaf in (
         ("state.params.W", state.params.W),

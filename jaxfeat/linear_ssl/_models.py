@@ -40,14 +40,16 @@ class Params(NamedTuple):
     V: Float[Array, "d d"]
 
 
-def _check_depth(depth, max_depth: int) -> None:
+def check_depth(
+    depth, max_depth: int, bound: str = "the number of stacked layers"
+) -> None:
+    """Raises for a concrete `depth` (scalar or array) below 1 or above `max_depth`."""
     if depth is None:
         return
     check_int_at_least("depth", depth, 1)
     if is_concrete(depth) and int(np.max(np.asarray(depth))) > max_depth:
         raise ValueError(
-            f"depth: expected at most {max_depth} (the number of stacked layers); "
-            f"got {depth!r}"
+            f"depth: expected at most {max_depth} ({bound}); got {depth!r}"
         )
 
 
@@ -64,7 +66,7 @@ def depth_checked(fn):
     def wrapper(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
         params = bound.arguments["params"]
-        _check_depth(bound.arguments.get("depth"), params.W.shape[-3])
+        check_depth(bound.arguments.get("depth"), params.W.shape[-3])
         return fn(*args, **kwargs)
 
     return wrapper
@@ -132,14 +134,15 @@ def _dtype_of(x):
 
 def _n_layers(depth, max_depth):
     if max_depth is None:
-        if not isinstance(depth, int):
+        if not (is_concrete(depth) and np.ndim(depth) == 0):
             raise TypeError(
-                "max_depth: required when depth is an array (e.g. traced under vmap); "
-                f"got depth={depth!r}"
+                "max_depth: required when depth is traced (e.g. under vmap) or not "
+                f"a scalar; got depth={depth!r}"
             )
-        max_depth = depth
+        check_int_at_least("depth", depth, 1)
+        max_depth = int(depth)
     check_int_at_least("max_depth", max_depth, 1)
-    _check_depth(depth, max_depth)
+    check_depth(depth, max_depth)
     return max_depth
 
 

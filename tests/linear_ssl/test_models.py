@@ -63,6 +63,16 @@ def test_init_bad_input(kwargs, exc, match):
         ls.init_aligned(args.pop("eps"), **args)
 
 
+def test_concrete_scalar_depth_needs_no_max_depth():
+    """A NumPy or JAX integer depth is as good as a Python int (it raised a
+    TypeError asking for max_depth); the same stack as depth=3."""
+    want = ls.init_aligned(1e-2, d=2, depth=3)
+    for depth in (np.int64(3), jnp.asarray(3)):
+        got = ls.init_aligned(1e-2, d=2, depth=depth)
+        np.testing.assert_array_equal(got.W, want.W)
+        np.testing.assert_array_equal(got.V, want.V)
+
+
 def test_traced_depth_needs_max_depth():
     with pytest.raises(TypeError, match="max_depth"):
         jax.vmap(lambda L: ls.init_aligned(1e-2, d=2, depth=L))(jnp.arange(1, 3))
