@@ -236,11 +236,14 @@ def train_kan(
       weights: optional `(N,)` non-negative per-sample weights (0 removes a row from
         the loss; it still occupies a minibatch slot, so heavy padding shrinks the
         effective batch). Used to train cross-validation folds of unequal size in
-        one `vmap`. Each minibatch's loss is its weighted mean.
+        one `vmap`. Each minibatch's loss is its weighted mean; a minibatch whose
+        weights are all 0 is skipped (no Adam step, whose momentum would move
+        the parameters, and no count in the epoch loss).
 
     Returns:
       `(params, epoch_losses)` with `epoch_losses` `(epochs,)`: the mean training
-      loss of each epoch's minibatches (without the regulariser).
+      loss of each epoch's minibatches of positive weight (without the
+      regulariser; 0 if there are none).
 
     Raises:
       ValueError: shapes that do not match `cfg`, a regression `cfg` with more than
@@ -294,15 +297,22 @@ def _train(key, params, x, y, grids, weights, cfg, tcfg):
         wb = jnp.where(idx < n, w[jnp.minimum(idx, n - 1)], 0.0)
         sel = jnp.minimum(idx, n - 1)
         g, loss = grad_fn(p, sel, wb)
-        upd, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, upd), s), loss
+        upd, s_new = opt.update(g, s, p)
+        # a minibatch of weight 0 is skipped: Adam's momentum would still move p
+        live = jnp.sum(wb) > 0
+        keep = lambda new, old: jax.tree_util.tree_map(
+            lambda a, b: jnp.where(live, a, b), new, old
+        )
+        new = (optax.apply_updates(p, upd), s_new)
+        return keep(new, (p, s)), (loss, live)
 
     def epoch(carry, k):
         perm = jax.random.permutation(k, n)
         # padded slots carry index n (weight 0)
         idx = jnp.concatenate([perm, jnp.full((pad,), n, perm.dtype)])
-        carry, losses = jax.lax.scan(step, carry, idx.reshape(n_batches, bs))
-        return carry, jnp.mean(losses)
+        carry, (losses, live) = jax.lax.scan(step, carry, idx.reshape(n_batches, bs))
+        live = live.astype(losses.dtype)
+        return carry, jnp.sum(losses * live) / jnp.maximum(jnp.sum(live), 1)
 
     keys = jax.random.split(key, tcfg.epochs)
     (params, _), losses = jax.lax.scan(epoch, (params, opt.init(params)), keys)

@@ -100,6 +100,26 @@ def test_training_fits_and_weights_drop_rows():
     _assert_weighted_training_equal(tc, w, (x, y), (x, y.at[50:].set(1 - y[50:])))
 
 
+def test_minibatch_of_zero_weight_is_skipped():
+    """Batch size 1 on rows of weight (1, 0) for 2 epochs: every order has a
+    zero-weight step after a real one, where Adam's momentum moved the
+    parameters. Skipped, training equals 2 steps on the first row alone."""
+    x = jax.random.normal(jax.random.key(0), (2, 3))
+    y = jnp.array([1, 0], jnp.int32)
+    params, grids = _net()
+    tc = kan.KANTrainConfig(epochs=2, batch_size=1, learning_rate=1e-1)
+    run = lambda xx, yy, **kw: kan.train_kan(
+        jax.random.key(1), params, xx, yy, grids=grids, cfg=CFG, train_cfg=tc, **kw
+    )
+    got, got_loss = run(x, y, weights=jnp.array([1.0, 0.0]))
+    want, want_loss = run(x[:1], y[:1])
+    for a, b in zip(
+        jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True
+    ):
+        np.testing.assert_allclose(a, b, atol=1e-6)  # float32 Adam on equal inputs
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
+
+
 def _assert_weighted_training_equal(tc, w, data, other):
     """Training with weights `w` on `data` and on `other` gives the same parameters."""
     params, grids = _net()
