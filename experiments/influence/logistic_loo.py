@@ -22,7 +22,7 @@ import numpy as np
 
 from experiments._common import Claim, Outcome, new_figure, register_module
 from experiments.influence._shared import pearson_rows, spearman_rows
-from jaxfeat import influence, ntk
+from jaxfeat import influence, ntk, sharded_vmap
 
 TITLE = "Logistic regression: exact-Hessian influence vs Newton LOO retraining"
 X64 = True
@@ -103,14 +103,14 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     y_f = y.astype(x.dtype)  # Newton uses float labels; influence integer ones
     newton = jax.jit(_newton, static_argnums=5)
     theta, last_step = newton(jnp.zeros(d), x, y_f, jnp.ones(n), lam, 40)
-    retrain = jax.jit(
-        jax.vmap(
-            lambda i: _newton(
-                theta, x, y_f, jnp.ones(n).at[i].set(0.0), lam, cfg.loo_newton_steps
-            )
-        )
+    # the n leave-one-out refits, sharded over every visible device
+    retrain = sharded_vmap(
+        lambda i, t, xx, yy: _newton(
+            t, xx, yy, jnp.ones(n, xx.dtype).at[i].set(0.0), lam, cfg.loo_newton_steps
+        ),
+        in_axes=(0, None, None, None),
     )
-    loo, loo_steps = retrain(jnp.arange(n))
+    loo, loo_steps = retrain(jnp.arange(n), theta, x, y_f)
     lf = influence.example_loss_fn(_lr_fn, "cross_entropy")
     base = influence.per_example_losses(lf, theta, xq, yq)
     after = jax.vmap(lambda t: influence.per_example_losses(lf, t, xq, yq))(loo)
