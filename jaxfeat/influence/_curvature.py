@@ -344,7 +344,10 @@ def fit_curvature(
         the output shape; cross-entropy: integer labels of the output's leading
         shape, concrete values in `[0, k)`); and (concrete fits of `exact`,
         `arnoldi`, `kfac`, `ekfac`) for a damped curvature that is singular or
-        not positive definite, naming `damping` (see `check_invertible`).
+        not positive definite, naming `damping` (see `check_invertible`); for
+        an `arnoldi_rank` above the parameter count; for a concrete
+        `lissa_scale` at or below half the power-iteration bound on the spectral
+        radius of $G + \lambda I$ (see `check_lissa_scale`).
       TypeError: for non-integer cross-entropy labels or a non-int `chunk_size`.
 
     References:
