@@ -5,7 +5,7 @@ r"""Influence functions: per-example gradients, curvature, iHVPs and influence s
 | `example_loss_fn`, `per_example_losses`, `per_example_grads` | per-example losses and gradients of `f(params, x)` models (`vmap(grad)`) |
 | `random_projection` | Rademacher / Gaussian JL projection of per-example gradients |
 | `dense_grad_factors`, `dense_matrix`, `dense_from_matrix` | `jaxfeat.ntk` MLP layer gradients kept factored as `Ds ⊗ ā`; `(o, i + 1)` matrix form |
-| `PAD_LABEL` | the cross-entropy label (-1) of a padded sequence position: left out of the loss, the Kronecker factors, their token count and every score |
+| `PAD_LABEL` | the cross-entropy label (-1) of a padded sequence position: left out of the loss, the Kronecker factors ($A$, $S$, $\Lambda$) and their token count; scores use the true gradient, so a padded position's token-wise score is 0 unless the model lets padded inputs feed real outputs (no attention mask) |
 | `find_dense_layers`, `DenseTap` | the dense layers (`x @ W + b`) of any `f(params, x)`, found in its jaxpr: K-FAC/EK-FAC and token-wise scores for flax modules and sequence models |
 | `IHVPConfig`, `CurvatureState`, `fit_curvature`, `ihvp` | fit-once curvature (exact, CG, LiSSA, Arnoldi, K-FAC, EK-FAC, identity) and damped inverse-curvature-vector products |
 | `DenseFactors`, `OperatorFactors`, `KroneckerFactors` | the factor containers inside a `CurvatureState` |

@@ -343,11 +343,13 @@ def mlp_pseudo_factors(params, x, y, keys, *, mlp, loss, fisher, n_samples):
 def tapped_pseudo_factors(
     params, x, y, keys, *, model, layers, loss, fisher, n_samples
 ):
-    """Per layer `(abar (n, T, i+b), ds (n, c, T, o), tok (n, T))` and `w (n, c)`.
+    r"""Per layer `(abar (n, T, i+b), ds (n, c, T, o), tok (n, T))` and `w (n, c)`.
 
     `tok` is 1 for a real position and 0 for a padded one (cross-entropy label
     `PAD_LABEL`), for layers with one position per output row; padded positions'
-    `abar` is zeroed, so they leave the input factor $A$ and its token count.
+    `abar` and `ds` are both zeroed (kronfluence's masking), so they leave $A$,
+    its token count, $S$ and $\Lambda$ even when a model lets padded inputs feed
+    real outputs (no attention mask): there `ds` is not 0 at the padding.
     """
 
     def one(xi, yi, ki):
@@ -366,6 +368,7 @@ def tapped_pseudo_factors(
             if real is not None and abar.shape[0] == real.shape[0]:
                 tok = real.astype(abar.dtype)
                 abar = abar * tok[:, None]
+                dsl = dsl * tok[None, :, None].astype(dsl.dtype)  # (c, T, o)
             per.append((abar, dsl, tok))
         return tuple(per), w
 

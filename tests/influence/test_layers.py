@@ -7,6 +7,7 @@ float64 GGN blocks, so agreement is to round-off (1e-10 relative).
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -327,3 +328,48 @@ def test_padding_label_only_for_sequences(key):
             y[:, 0].at[0].set(influence.PAD_LABEL),
             cfg=influence.IHVPConfig(strategy="ekfac"),
         )
+
+
+def test_padding_that_feeds_real_outputs_leaves_a_s_and_lambda(key, x64):
+    """Left padding into a cumulative sum: real positions see the padded ones, so
+    their output gradients ds are not 0 there. Padding must still leave A, S and
+    Lambda (spec section 5, check 9; S kept them before). Reference: the
+    empirical Fisher from dL/d(pre-activation) by `jax.vjp`, summed in NumPy over
+    real positions only."""
+    params, x, y = seq_problem(key, n=5)
+    y = y.at[::2, :2].set(influence.PAD_LABEL)  # left padding on examples 0, 2, 4
+    real = np.asarray(y) != influence.PAD_LABEL
+
+    def rest(z):  # pre-activations (T, H) -> outputs (T, K), mixing positions
+        return jnp.cumsum(jnp.tanh(z), axis=0) @ params["w2"] + params["b2"][None]
+
+    model = lambda p, xi: (
+        jnp.cumsum(jnp.tanh(xi @ p["w1"] + p["b1"][None]), axis=0) @ p["w2"]
+        + p["b2"][None]
+    )
+    cfg = influence.IHVPConfig(strategy="ekfac", fisher="empirical", damping=0.1)
+    st = influence.fit_curvature(model, params, x, y, cfg=cfg)
+
+    def ce(o, lab):  # summed over real positions
+        pick = jnp.take_along_axis(o, jnp.maximum(lab, 0)[:, None], axis=1)[:, 0]
+        return jnp.sum(jnp.where(lab >= 0, jax.nn.logsumexp(o, axis=1) - pick, 0.0))
+
+    s_ref, dws, abars = 0.0, [], []
+    for n in range(x.shape[0]):
+        z = x[n] @ params["w1"] + params["b1"][None]
+        out, vjp = jax.vjp(rest, z)
+        r = jax.grad(ce)(out, y[n])
+        (ds,) = vjp(r)  # (T, H), nonzero at padded positions
+        ds, abar = np.asarray(ds)[real[n]], np.c_[np.asarray(x[n]), np.ones(T)]
+        abar = abar[real[n]]
+        s_ref = s_ref + ds.T @ ds
+        dws.append(ds.T @ abar)
+        abars.append(abar)
+    n_ex = x.shape[0]
+    abar_all = np.concatenate(abars)
+    f0 = st.factors[0]
+    assert _rel(f0.a, abar_all.T @ abar_all / len(abar_all)) < 1e-12
+    assert _rel(f0.s, s_ref / n_ex) < 1e-12
+    qs, qa = np.asarray(f0.q_s), np.asarray(f0.q_a)
+    lam_ref = sum((qs.T @ dw @ qa) ** 2 for dw in dws) / n_ex
+    assert _rel(f0.lam, lam_ref) < 1e-10
