@@ -170,8 +170,9 @@ def empirical_ntk_fn(
       `(m, ...)` (default `x1`); pure, and usable under `jit` and `vmap`.
 
     The layer taps must describe the same network as `f`: when `params` and `x1`
-    are concrete, `ntk_fn` compares the taps' output with `f` on `x1[0]` (one
-    forward pass) and raises if they differ, once per input signature (structure,
+    are concrete, `ntk_fn` compares the taps' output and one-example kernel with
+    `f`'s (a forward pass and a Jacobian on `x1[0]`) and raises if they differ,
+    once per input signature (structure,
     shapes, dtypes), so repeated calls cost only the compiled kernel; under
     `jit`/`vmap` this is not checked.
 
@@ -272,24 +273,40 @@ def _signature(params, x1, x2):
 
 
 def _check_taps_match_f(f, taps, params, x1):
-    """Raises if concrete `taps(params, x)[0]` differs from `f(params, x)` at x1[0].
+    r"""Raises if concrete taps and `f` disagree at x1[0]: output or kernel.
 
-    One forward pass of one example: catches taps built for another network (a
-    different activation or config), which would give a wrong kernel silently.
+    One forward pass and one example's Jacobian kernel $J J^\top$ against the
+    structured one: catches taps built for another network (a different
+    activation, config or bias scale), which would give a wrong kernel silently.
+    The output alone misses a bias scale when the biases are 0.
     """
     if not is_concrete((params, x1)):
         return
     want = np.asarray(f(params, x1[0]))
     got = np.asarray(taps(params, x1[0], deltas=None)[0])
-    scale = max(float(np.max(np.abs(want), initial=0.0)), 1.0)
-    tol = 1e-4 * scale if want.dtype == np.float32 else 1e-9 * scale
-    same = got.shape == want.shape and np.allclose(got, want, rtol=0, atol=tol)
+    same = got.shape == want.shape and np.allclose(got, want, rtol=0, atol=_tol(want))
     if not same:
         diff = np.max(np.abs(got - want)) if got.shape == want.shape else "shape"
         raise ValueError(
             "structure: the layer taps' output differs from f(params, x) on x1[0] "
             f"(max difference {diff}); the taps must describe the same network as f"
         )
+    one = x1[:1]
+    k_f = np.asarray(_ntk_jacobian(f, params, one, None, False))
+    k_taps = np.asarray(_ntk_structured(taps, params, one, None, False))
+    if not np.allclose(k_taps, k_f, rtol=0, atol=_tol(k_f)):
+        raise ValueError(
+            "structure: the layer taps' NTK differs from the Jacobian NTK of f on "
+            f"x1[0] (max difference {np.max(np.abs(k_taps - k_f)):.3g} of "
+            f"{np.max(np.abs(k_f)):.3g}); the taps must describe the same network "
+            "as f (scales s_w, s_b included)"
+        )
+
+
+def _tol(ref):
+    """Round-off bound: 1e-4 (float32) or 1e-9 (float64) of max(|ref|, 1)."""
+    scale = max(float(np.max(np.abs(ref), initial=0.0)), 1.0)
+    return (1e-4 if ref.dtype == np.float32 else 1e-9) * scale
 
 
 def _blocked(kernel, x1, x2, b):

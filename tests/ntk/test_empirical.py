@@ -228,6 +228,19 @@ def test_structure_must_match_f(key):
         fn = ntk.empirical_ntk_fn(f, method=method, structure=tanh_taps)
         with pytest.raises(ValueError, match="^structure: the layer taps' output"):
             fn(params, x1, x2)
+    # taps of another bias scale give the same outputs when the biases are 0,
+    # but a kernel off by s_b^2 per layer (1.2 against 0.02): the one-example
+    # Jacobian kernel catches it
+    cf = ntk.MLPConfig(in_dim=3, widths=(8,), out_dim=2, b_std=0.0)
+    biased = functools.partial(ntk.mlp_taps, cfg=dataclasses.replace(cf, b_std=1.0))
+    p0 = tuple(
+        ntk.Dense(layer.w, jnp.zeros_like(layer.b)) for layer in ntk.init_mlp(key, cf)
+    )
+    fn = ntk.empirical_ntk_fn(
+        functools.partial(ntk.mlp_apply, cfg=cf), method="structured", structure=biased
+    )
+    with pytest.raises(ValueError, match="^structure: the layer taps' NTK differs"):
+        fn(p0, jax.random.normal(key, (4, 3)))
     # the same taps are ignored by the other algorithms
     ntk.empirical_ntk_fn(f, method="jacobian", structure=tanh_taps)(params, x1)
     with pytest.raises(ValueError, match="^x1: expected a batch"):
