@@ -5,6 +5,7 @@ Shapes, ranks and Python values are checked at trace time. Values inside arrays
 `jit` or `vmap` these checks are skipped, and the public docstrings say so.
 """
 
+import numbers
 from collections.abc import Iterable
 
 import jax
@@ -68,6 +69,23 @@ def check_in_range(name: str, x, lo: float, hi: float, *, closed=(False, False))
             f"{name}: expected values in {left}{lo}, {hi}{right}; "
             f"got range [{v.min()!r}, {v.max()!r}]"
         )
+
+
+def check_count(name: str, value, minimum: int) -> None:
+    """Raises unless `value` is an integer `>= minimum` (Python, NumPy, 0-d array).
+
+    For sizes that fix shapes and loop counts: a float such as `2.0` would fail
+    later inside a trace with a message naming no argument, and a bool is a
+    mistake; both raise `TypeError` here.
+    """
+    ok = isinstance(value, numbers.Integral) or (
+        is_concrete(value)
+        and np.ndim(value) == 0
+        and np.issubdtype(np.asarray(value).dtype, np.integer)
+    )
+    if isinstance(value, bool | np.bool_) or not ok:
+        raise TypeError(f"{name}: expected a Python int; got {value!r}")
+    check_int_at_least(name, int(value), minimum)
 
 
 def check_int_at_least(name: str, value, minimum: int) -> None:

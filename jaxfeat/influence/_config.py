@@ -9,7 +9,9 @@ import dataclasses
 import math
 import numbers
 
-from jaxfeat._src.checks import check_choice, check_int_at_least
+import numpy as np
+
+from jaxfeat._src.checks import check_choice, check_count
 
 STRATEGIES = ("exact", "cg", "lissa", "arnoldi", "kfac", "ekfac", "identity")
 FISHER_MODES = ("exact", "sampled", "empirical")
@@ -92,6 +94,7 @@ class IHVPConfig:
         check_choice("fisher", self.fisher, FISHER_MODES)
         if self.damping is not None and not (
             isinstance(self.damping, numbers.Real)
+            and not isinstance(self.damping, bool | np.bool_)
             and math.isfinite(self.damping)
             and self.damping >= 0
         ):
@@ -111,10 +114,11 @@ class IHVPConfig:
                 f"strategy={self.strategy!r}"
             )
         for name in ("n_samples", "cg_maxiter", "lissa_iters", "arnoldi_rank"):
-            check_python_int(name, getattr(self, name), 1)
-        check_python_int("arnoldi_iters", self.arnoldi_iters, self.arnoldi_rank)
-        if not (isinstance(self.cg_tol, numbers.Real) and self.cg_tol > 0):
-            raise ValueError(f"cg_tol: expected > 0; got {self.cg_tol!r}")
+            check_count(name, getattr(self, name), 1)
+        check_count("arnoldi_iters", self.arnoldi_iters, self.arnoldi_rank)
+        if not (isinstance(self.cg_tol, numbers.Real) and 0 < self.cg_tol < 1):
+            # tol >= 1 (or inf) stops CG before its first step: all scores 0
+            raise ValueError(f"cg_tol: expected a float in (0, 1); got {self.cg_tol!r}")
         if self.lissa_scale is not None and not (
             isinstance(self.lissa_scale, numbers.Real)
             and math.isfinite(self.lissa_scale)
@@ -129,14 +133,3 @@ class IHVPConfig:
     def needs_key(self) -> bool:
         """Whether fitting draws random labels (`fisher="sampled"`)."""
         return self.fisher == "sampled" and self.curvature == "ggn"
-
-
-def check_python_int(name: str, value, minimum: int) -> None:
-    """Raises unless `value` is a Python (or NumPy) integer `>= minimum`.
-
-    Sizes fix shapes and loop counts, so a float such as `2.0` (which would fail
-    later, inside a trace) or a bool is rejected here.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected a Python int; got {value!r}")
-    check_int_at_least(name, int(value), minimum)

@@ -20,14 +20,13 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxfeat import ntk
 from jaxfeat._src import linalg
 from jaxfeat._src.arrays import to_device
-from jaxfeat._src.checks import check_finite
+from jaxfeat._src.checks import check_count, check_finite
 from jaxfeat._src.compile_options import CostAwareJit
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.influence._config import (
     KRONECKER,
     MATRIX_FREE,
     IHVPConfig,
-    check_python_int,
 )
 from jaxfeat.influence._grads import (
     Model,
@@ -384,7 +383,7 @@ def fit_curvature(
     if chunk_size is None:
         factors, damping = _fit_jit(model, params, x, y, key, cfg, layers)
     else:
-        check_python_int("chunk_size", chunk_size, 1)
+        check_count("chunk_size", chunk_size, 1)
         if cfg.strategy not in KRONECKER:
             raise ValueError(
                 f"chunk_size: streamed fitting is for 'kfac'/'ekfac'; strategy "

@@ -21,8 +21,8 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxfeat import ntk
 from jaxfeat._src.checks import (
     check_choice,
+    check_count,
     check_finite,
-    check_int_at_least,
     is_concrete,
 )
 from jaxfeat._src.typing import PRNGKey
@@ -496,7 +496,7 @@ def random_projection(
       Park et al. 2023, arXiv:2303.14186 (TRAK); Xia et al. 2024, arXiv:2402.04333
       (LESS).
     """
-    check_int_at_least("k", k, 1)
+    check_count("k", k, 1)
     check_choice("kind", kind, ("rademacher", "gaussian"))
     g = flatten_batch(grads)
     check_finite("grads", g)

@@ -18,8 +18,8 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxfeat._src import linalg
 from jaxfeat._src.checks import (
     check_choice,
+    check_count,
     check_finite,
-    check_int_at_least,
     check_positive,
 )
 from jaxfeat._src.typing import Scalar
@@ -200,7 +200,7 @@ def pbrf_response(
     References:
       Bae et al. 2022, arXiv:2209.05364; Grosse et al. 2023, arXiv:2308.03296.
     """
-    check_int_at_least("n_steps", n_steps, 1)
+    check_count("n_steps", n_steps, 1)
     x, y, x_z, y_z = (jnp.asarray(a) for a in (x, y, x_z, y_z))
     _validate(params_s, x, y, x_z, y_z, eps, damping, model, loss, strict=True)
     return _response_jit(

@@ -17,9 +17,12 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxfeat import ntk
 from jaxfeat._src import linalg
 from jaxfeat._src.arrays import leading, to_device
-from jaxfeat._src.checks import check_finite, check_int_at_least, is_concrete
+from jaxfeat._src.checks import (
+    check_count,
+    check_finite,
+    is_concrete,
+)
 from jaxfeat._src.compile_options import CostAwareJit
-from jaxfeat.influence._config import check_python_int
 from jaxfeat.influence._curvature import CurvatureState, ihvp_one
 from jaxfeat.influence._grads import (
     check_targets,
@@ -114,7 +117,7 @@ def low_rank_query(
       Grosse et al. 2023, arXiv:2308.03296, §3.2.2 (query batching); kronfluence
       `query_gradient_low_rank`.
     """
-    check_int_at_least("rank", rank, 1)
+    check_count("rank", rank, 1)
     mat = jnp.asarray(mat)
     if mat.ndim != 3:
         raise ValueError(f"mat: expected shape (q, o, i); got {mat.shape}")
@@ -161,7 +164,7 @@ def _validate(state, params, pairs, chunk_size):
             nx, x, ny, y, model=state.model, params=params, loss=state.cfg.loss
         )
     if chunk_size is not None:
-        check_python_int("chunk_size", chunk_size, 1)
+        check_count("chunk_size", chunk_size, 1)
 
 
 def pairwise_scores(
@@ -256,7 +259,7 @@ def pairwise_scores(
             f"got {y_query.shape[1:]}"
         )
     if query_rank is not None:
-        check_python_int("query_rank", query_rank, 1)
+        check_count("query_rank", query_rank, 1)
         if not state.factored:
             raise ValueError(
                 "query_rank: query batching needs a factored model (an "

@@ -27,9 +27,9 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from jaxfeat._src import linalg
 from jaxfeat._src.checks import (
+    check_count,
     check_finite,
     check_in_range,
-    check_int_at_least,
     check_positive,
     is_concrete,
 )
@@ -179,7 +179,7 @@ def less_scores(
     References:
       Xia et al. 2024, arXiv:2402.04333, `matching.py` (mean, then max).
     """
-    check_int_at_least("n_tasks", n_tasks, 1)
+    check_count("n_tasks", n_tasks, 1)
     tr = l2_normalize(_check_2d("train_feats", train_feats))
     va = l2_normalize(_check_2d("val_feats", val_feats))
     if tr.shape[1] != va.shape[1]:
@@ -292,7 +292,7 @@ def sinkhorn(
       Cuturi 2013, arXiv:1306.0895; Feydy et al. 2019 (GeomLoss), used by TAROT.
     """
     check_positive("epsilon", epsilon)
-    check_int_at_least("n_iter", n_iter, 1)
+    check_count("n_iter", n_iter, 1)
     c = jnp.asarray(cost)
     if c.ndim != 2:
         raise ValueError(f"cost: expected shape (n, m); got {c.shape}")
@@ -361,13 +361,13 @@ def tarot_select(
     c = _check_2d("cand_hat", cand_hat)
     t = _check_2d("target_hat", target_hat)
     _check_same_width("target_hat", t, "cand_hat", c)
-    check_int_at_least("n_folds", n_folds, 2)
+    check_count("n_folds", n_folds, 2)
     if t.shape[0] < n_folds:
         raise ValueError(
             f"target_hat: needs at least n_folds={n_folds} rows; got {t.shape[0]}"
         )
     max_k = c.shape[0] if max_k is None else max_k
-    check_int_at_least("max_k", max_k, 1)
+    check_count("max_k", max_k, 1)
     scores = t @ c.T  # (m, n)
     order = jnp.argsort(-scores, axis=1)
     positive = jnp.take_along_axis(scores, order, axis=1) > 0
@@ -435,8 +435,8 @@ def bids_select(
       (the paper's exact aggregation is unverified).
     """
     z = column_zscore(a)
-    check_int_at_least("n_tasks", n_tasks, 1)
-    check_int_at_least("budget", budget, 1)
+    check_count("n_tasks", n_tasks, 1)
+    check_count("budget", budget, 1)
     if budget > z.shape[0]:
         raise ValueError(f"budget: at most {z.shape[0]} examples; got {budget}")
     tasks = _check_tasks(val_tasks, z.shape[1], n_tasks)

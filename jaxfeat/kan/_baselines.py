@@ -53,7 +53,7 @@ def permutation_importance(
     """
     _check_xy(x, y)
     checks.check_choice("task", task, _TASKS)
-    checks.check_int_at_least("n_repeats", n_repeats, 1)
+    checks.check_count("n_repeats", n_repeats, 1)
     n, d = np.shape(x)
     x = jnp.asarray(x)  # NumPy input: `x.at[...]` below needs a JAX array
     f = jax.vmap(predict)

@@ -110,8 +110,8 @@ def uniform_grid(
       `(d, G + 2K + 1)` knots `lo + h * arange(-K, G + K + 1)`, `h = (hi - lo) / G`.
     """
     _check_order(order)
-    checks.check_int_at_least("n_features", n_features, 1)
-    checks.check_int_at_least("grid_size", grid_size, 1)
+    checks.check_count("n_features", n_features, 1)
+    checks.check_count("grid_size", grid_size, 1)
     if len(grid_range) != 2 or any(np.ndim(v) for v in grid_range):
         raise ValueError(
             f"grid_range: expected two scalars (lo, hi); got {grid_range!r}"
@@ -333,7 +333,7 @@ def grid_from_samples(
     if np.shape(x)[0] < 1:
         raise ValueError(f"x: expected at least one sample; got shape {np.shape(x)}")
     checks.check_finite("x", x)
-    checks.check_int_at_least("grid_size", grid_size, 1)
+    checks.check_count("grid_size", grid_size, 1)
     checks.check_in_range("grid_eps", grid_eps, 0.0, 1.0, closed=(True, True))
     checks.check_positive("margin", margin, strict=False)
     xs = jnp.sort(jnp.asarray(x), axis=0)  # (N, d)

@@ -387,7 +387,7 @@ def update_kan_grids(
             f"1.0; got {grid_eps} (use basis='de_boor' for adapted grids)"
         )
     new_g = cfg.grid_size if grid_size is None else grid_size
-    checks.check_int_at_least("grid_size", new_g, 1)
+    checks.check_count("grid_size", new_g, 1)
     new_cfg = dataclasses.replace(cfg, grid_size=new_g)
     inputs = jax.vmap(lambda xi: kan_layer_inputs(params, xi, grids=grids, cfg=cfg))(x)
     new_params, new_grids = [], []

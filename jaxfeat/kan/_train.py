@@ -61,8 +61,8 @@ class KANTrainConfig:
 
     def __post_init__(self):
         checks.check_choice("task", self.task, _TASKS)
-        checks.check_int_at_least("epochs", self.epochs, 1)
-        checks.check_int_at_least("batch_size", self.batch_size, 1)
+        checks.check_count("epochs", self.epochs, 1)
+        checks.check_count("batch_size", self.batch_size, 1)
         checks.check_positive("learning_rate", self.learning_rate)
         for name in ("reg_lambda", "reg_l1", "reg_entropy"):
             checks.check_positive(name, getattr(self, name), strict=False)

@@ -17,9 +17,9 @@ from jaxtyping import Array, Float, Int
 
 from jaxfeat._src.checks import (
     check_choice,
+    check_count,
     check_finite,
     check_in_range,
-    check_int_at_least,
     check_positive,
 )
 from jaxfeat._src.progress import run_chunks
@@ -54,8 +54,8 @@ class GDConfig:
 
     def __post_init__(self):
         check_choice("objective", self.objective, OBJECTIVES)
-        check_int_at_least("n_steps", self.n_steps, 1)
-        check_int_at_least("log_every", self.log_every, 1)
+        check_count("n_steps", self.n_steps, 1)
+        check_count("log_every", self.log_every, 1)
         if self.n_steps % self.log_every:
             raise ValueError(
                 f"n_steps: expected a multiple of log_every={self.log_every}; "
@@ -235,7 +235,7 @@ def _drop_first_log(log: GDLog, time_axis: int) -> GDLog:
 
 
 def _chunked(fn, state, n_chunks, time_axis, desc, progress):
-    check_int_at_least("n_chunks", n_chunks, 1)
+    check_count("n_chunks", n_chunks, 1)
 
     def chunk(s, i):
         s, log = fn(s)

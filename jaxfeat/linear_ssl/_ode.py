@@ -28,6 +28,7 @@ from jaxtyping import Array, ArrayLike, Float, PyTree
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import (
     check_choice,
+    check_count,
     check_finite,
     check_int_at_least,
     check_positive,
@@ -165,8 +166,8 @@ def integrate_rk4(
     References:
       SciPy equivalent (adaptive): `scipy.integrate.solve_ivp(method="RK45")`.
     """
-    check_int_at_least("n_steps", n_steps, 1)
-    check_int_at_least("log_every", log_every, 1)
+    check_count("n_steps", n_steps, 1)
+    check_count("log_every", log_every, 1)
     if n_steps % log_every:
         raise ValueError(
             f"n_steps: expected a multiple of log_every={log_every}; got {n_steps}"

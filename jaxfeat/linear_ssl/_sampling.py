@@ -13,7 +13,11 @@ from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float
-from jaxfeat._src.checks import check_in_range, check_int_at_least, check_positive
+from jaxfeat._src.checks import (
+    check_count,
+    check_in_range,
+    check_positive,
+)
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.linear_ssl._data import Covariances, check_covariances
 
@@ -43,7 +47,7 @@ def sample_views(
     References:
       NumPy equivalent: `numpy.random.Generator.multivariate_normal`.
     """
-    check_int_at_least("n", n, 1)
+    check_count("n", n, 1)
     check_covariances("cov", cov, xx_definite=False)
     return _sample_views(key, cov, n)
 
@@ -81,7 +85,7 @@ def sample_static_two_view(
     noise_var = as_float(noise_var, gamma.dtype)
     check_positive("gamma", gamma)
     check_positive("noise_var", noise_var, strict=False)
-    check_int_at_least("n", n, 1)
+    check_count("n", n, 1)
     return _sample_static(key, gamma, noise_var, n)
 
 
@@ -124,7 +128,7 @@ def sample_dynamic_ar1(
     check_in_range("ar", ar, 0.0, 1.0)
     check_positive("state_var", state_var)
     check_positive("noise_var", noise_var, strict=False)
-    check_int_at_least("n_steps", n_steps, 2)
+    check_count("n_steps", n_steps, 2)
     return _sample_dynamic(key, ar, state_var, noise_var, n_steps)
 
 

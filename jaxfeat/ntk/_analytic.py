@@ -25,7 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from jaxfeat._src.checks import check_choice, check_finite, check_int_at_least
+from jaxfeat._src.checks import (
+    check_choice,
+    check_count,
+    check_finite,
+)
 from jaxfeat.ntk._activations import activation_derivative, activation_fn
 from jaxfeat.ntk._mlp import MLPConfig
 
@@ -241,7 +245,7 @@ def analytic_kernels(
         outside [1, 150], or (checked when concrete) non-finite inputs.
     """
     check_choice("method", method, METHODS)
-    check_int_at_least("n_nodes", n_nodes, 1)
+    check_count("n_nodes", n_nodes, 1)
     if n_nodes > MAX_NODES:
         raise ValueError(
             f"n_nodes: expected at most {MAX_NODES} (larger rules overflow); "

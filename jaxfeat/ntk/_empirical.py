@@ -30,7 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from jaxfeat._src.checks import check_choice, check_int_at_least, is_concrete
+from jaxfeat._src.checks import (
+    check_choice,
+    check_count,
+    check_finite,
+    is_concrete,
+)
 
 METHODS = ("auto", "jacobian", "ntvp", "structured")
 
@@ -180,11 +185,12 @@ def empirical_ntk_fn(
       ValueError: for an unknown `method`, `"structured"` without `structure`, a
         structure that does not cover every parameter or (when concrete) whose
         output differs from `f`, `block_size < 1`, or (from `ntk_fn`) an `x1`/`x2`
-        that is not a batch of `f`'s inputs.
+        that is not a batch of `f`'s inputs, or NaN/inf in concrete `x1`, `x2` or
+        `params` (checked when the kernel is not finite).
     """
     check_choice("method", method, METHODS)
     if block_size is not None:
-        check_int_at_least("block_size", block_size, 1)
+        check_count("block_size", block_size, 1)
     if method == "structured" and structure is None:
         raise ValueError("structure: the structured method needs the layer taps")
 
@@ -239,7 +245,16 @@ def empirical_ntk_fn(
             _validate(params, x1, x2)
             if sig is not None and is_concrete((params, x1)):
                 checked.add(sig)
-        return jitted(params, x1, x2)
+        out = jitted(params, x1, x2)
+        # NaN/inf inputs give a non-finite kernel: checking the (small) output
+        # first keeps the common case free of host transfers of the inputs
+        if is_concrete(out) and not bool(jnp.all(jnp.isfinite(out))):
+            for name, arr in (("x1", x1), ("x2", x2)):
+                if arr is not None:
+                    check_finite(name, arr)
+            for leaf in jax.tree_util.tree_leaves(params):
+                check_finite("params", leaf)
+        return out
 
     def _validate(params, x1, x2):
         for name, x in (("x1", x1), ("x2", x2)):

@@ -21,7 +21,7 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, Float
 
 from jaxfeat._src.arrays import default_float
-from jaxfeat._src.checks import check_choice, check_int_at_least
+from jaxfeat._src.checks import check_choice, check_count
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.ntk._activations import ACTIVATIONS, activation_fn
 
@@ -58,10 +58,10 @@ class MLPConfig:
     b_std: float = 0.0
 
     def __post_init__(self):
-        check_int_at_least("in_dim", self.in_dim, 1)
-        check_int_at_least("out_dim", self.out_dim, 1)
+        check_count("in_dim", self.in_dim, 1)
+        check_count("out_dim", self.out_dim, 1)
         for w in self.widths:
-            check_int_at_least("widths", w, 1)
+            check_count("widths", w, 1)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
         if not self.W_std > 0:

@@ -21,8 +21,8 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import (
+    check_count,
     check_finite,
-    check_int_at_least,
     check_positive,
     check_shape,
     is_concrete,
@@ -49,7 +49,7 @@ def probe_grid(rho_s: Scalar, rho_c: Scalar, n: int = 30) -> Float[Array, "m 2"]
     Raises:
       ValueError: for `rho_s` or `rho_c` outside $(0.5, 1)$ (checked when concrete).
     """
-    check_int_at_least("n", n, 1)
+    check_count("n", n, 1)
     dtype = jnp.result_type(as_float(rho_s), as_float(rho_c))
     ms, mc = latent_means(rho_s, name="rho_s"), latent_means(rho_c, name="rho_c")
     gs = jnp.linspace(-3 * ms, 3 * ms, n, dtype=dtype)

@@ -26,7 +26,12 @@ from jaxtyping import Array, ArrayLike, Float, Int
 
 from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float
-from jaxfeat._src.checks import check_in_range, check_int_at_least, check_positive
+from jaxfeat._src.checks import (
+    check_count,
+    check_in_range,
+    check_int_at_least,
+    check_positive,
+)
 from jaxfeat._src.typing import PRNGKey, Scalar
 
 
@@ -95,7 +100,7 @@ def make_embedding(
       ValueError: for `d < 2`, a `nesting` that is not two integers >= 0, or
         `nest_width < 1`.
     """
-    check_int_at_least("d", d, 2)
+    check_count("d", d, 2)
     nesting = tuple(nesting)
     if len(nesting) != 2:
         raise ValueError(
@@ -103,7 +108,7 @@ def make_embedding(
         )
     for eta in nesting:
         check_int_at_least("nesting", eta, 0)
-    check_int_at_least("nest_width", nest_width, 1)
+    check_count("nest_width", nest_width, 1)
     nesting = tuple(int(eta) for eta in nesting)
     return _make_embedding(
         key, d=d, orthonormal=orthonormal, nesting=nesting, nest_width=int(nest_width)
@@ -185,7 +190,7 @@ def sample_latents(
     Returns:
       `(z, y)`: latents `(n, 2)` (shortcut, core) and labels `(n,)` in $\{-1, +1\}$.
     """
-    check_int_at_least("n", n, 2)
+    check_count("n", n, 2)
     if n % 2:
         raise ValueError(f"n: expected an even number (balanced classes); got {n}")
     check_in_range("sigma_sc", sigma_sc, -1.0, 1.0)

@@ -21,8 +21,8 @@ from jaxtyping import Array, Float
 
 from jaxfeat._src.checks import (
     check_choice,
+    check_count,
     check_finite,
-    check_int_at_least,
     check_positive,
     check_shape,
     is_concrete,
@@ -51,10 +51,10 @@ class TrainConfig:
     eval_every: int = 100
 
     def __post_init__(self):
-        check_int_at_least("steps", self.steps, 1)
+        check_count("steps", self.steps, 1)
         if self.batch_size is not None:
-            check_int_at_least("batch_size", self.batch_size, 1)
-        check_int_at_least("eval_every", self.eval_every, 1)
+            check_count("batch_size", self.batch_size, 1)
+        check_count("eval_every", self.eval_every, 1)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.steps % self.eval_every:
             raise ValueError(

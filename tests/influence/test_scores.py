@@ -353,6 +353,11 @@ def test_config_sizes_are_python_ints_and_damping_finite(no_runtime_types):
         influence.IHVPConfig(damping=float("inf"))
     with pytest.raises(ValueError, match=r"^lissa_scale: expected a finite float"):
         influence.IHVPConfig(lissa_scale=float("inf"))
+    with pytest.raises(ValueError, match=r"^damping: expected a finite float"):
+        influence.IHVPConfig(damping=True)  # a bool is a Real: was lambda = 1
+    for tol in (1.0, 1e30, float("inf")):  # CG stopped before its first step: 0
+        with pytest.raises(ValueError, match=r"^cg_tol: expected a float in \(0, 1\)"):
+            influence.IHVPConfig(strategy="cg", cg_tol=tol)
     for name in ("n_samples", "cg_maxiter", "lissa_iters", "arnoldi_rank"):
         with pytest.raises(TypeError, match=rf"^{name}: expected a Python int"):
             influence.IHVPConfig(**{name: 2.0})

@@ -245,5 +245,14 @@ def test_structure_must_match_f(key):
     ntk.empirical_ntk_fn(f, method="jacobian", structure=tanh_taps)(params, x1)
     with pytest.raises(ValueError, match="^x1: expected a batch"):
         ntk.empirical_ntk_fn(f)(params, jnp.ones(5))
+    # NaN inputs gave a NaN kernel silently
+    fn = ntk.empirical_ntk_fn(f, method="jacobian")
+    with pytest.raises(ValueError, match="^x1: expected finite"):
+        fn(params, x1.at[0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match="^x2: expected finite"):
+        fn(params, x1, x2.at[1, 0].set(jnp.inf))
+    bad = (ntk.Dense(params[0].w.at[0, 0].set(jnp.nan), params[0].b), *params[1:])
+    with pytest.raises(ValueError, match="^params: expected finite"):
+        fn(bad, x1)
     with pytest.raises(ValueError, match="^x2: expected a batch"):
         ntk.empirical_ntk_fn(f, method="jacobian")(params, x1, jnp.ones(5))
