@@ -368,6 +368,11 @@ def fit_curvature(
             "computed for curvature='ggn' or strategy='exact'; pass a float"
         )
     x, y = to_device(x), to_device(y)
+    if jnp.ndim(x) < 1 or jnp.shape(x)[0] == 0:
+        raise ValueError(
+            f"x: expected a batch of at least one training example; got shape "
+            f"{jnp.shape(x)}"
+        )
     check_tree_finite("params", params)
     check_finite("x", x)
     check_targets("x", x, "y", y, model=model, params=params, loss=cfg.loss)

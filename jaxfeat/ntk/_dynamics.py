@@ -65,6 +65,20 @@ def _check_round_off_psd(evals) -> None:
         )
 
 
+def _initial_outputs(name, value, shape, dtype):
+    """`value` broadcast to `shape`, or a `ValueError` naming `name`."""
+    value = jnp.asarray(value, dtype)
+    try:
+        out = jnp.broadcast_to(value, shape)
+    except ValueError as err:
+        raise ValueError(
+            f"{name}: expected initial outputs broadcastable to {shape}; got shape "
+            f"{value.shape}"
+        ) from err
+    check_finite(name, value)
+    return out
+
+
 def gradient_flow_mse(
     k_train_train: Float[Array, "n n"],
     y_train: Float[Array, "n ..."],
@@ -127,7 +141,7 @@ def gradient_flow_mse(
             check_shape("k_test_train", k_test_train, (None, n), f"(m, {n})")
             check_finite("k_test_train", k_test_train)
         t = jnp.atleast_1d(jnp.asarray(t, evals.dtype))
-        f0 = jnp.broadcast_to(jnp.asarray(fx_train_0, y2.dtype), y_train.shape)
+        f0 = _initial_outputs("fx_train_0", fx_train_0, y_train.shape, y2.dtype)
         resid = evecs.T @ (f0.reshape(n, -1) - y2)  # (n, k) in the eigenbasis
         rate = lr * evals / n
         decay = jnp.exp(-t[:, None] * rate[None, :])  # (t, n)
@@ -143,8 +157,8 @@ def gradient_flow_mse(
             t[:, None] * lr / n * jnp.ones_like(evals)[None],
         )
         m = k_test_train.shape[0]
-        f0t = jnp.broadcast_to(
-            jnp.asarray(fx_test_0, y2.dtype), (m, *y_train.shape[1:])
+        f0t = _initial_outputs(
+            "fx_test_0", fx_test_0, (m, *y_train.shape[1:]), y2.dtype
         )
         test = f0t.reshape(m, -1)[None] - jnp.einsum(
             "mi,ij,tj,jk->tmk", k_test_train, evecs, grow, resid

@@ -266,6 +266,8 @@ def test_labels_and_targets_are_validated(key):
         factors(x, jnp.zeros((8, 3)).at[0, 0].set(jnp.nan), loss="mse")
     with pytest.raises(ValueError, match=r"^x: expected finite"):
         factors(x.at[1, 0].set(jnp.nan), y)
+    with pytest.raises(ValueError, match=r"^x: expected a batch of at least one"):
+        influence.fit_curvature(MLP, params, x[:0], y[:0], cfg=cfg)  # blamed damping
     mse = fit(jnp.zeros((8, 3)), loss="mse")
     with pytest.raises(ValueError, match=r"^y_train: expected finite"):
         influence.pairwise_scores(

@@ -115,6 +115,12 @@ def test_bad_input_values(key):
     for bad in (jnp.ones((2, 4)), jnp.ones((3,))):
         with pytest.raises(ValueError, match="^k_test_train: expected shape"):
             predict(1.0, k_test_train=bad)
+    with pytest.raises(ValueError, match="^fx_train_0: expected initial outputs"):
+        predict(1.0, fx_train_0=jnp.ones(5))
+    with pytest.raises(ValueError, match="^fx_train_0: expected finite"):
+        predict(1.0, fx_train_0=jnp.nan)
+    with pytest.raises(ValueError, match="^fx_test_0: expected initial outputs"):
+        predict(1.0, k_test_train=jnp.ones((2, k.shape[0])), fx_test_0=jnp.ones(7))
     grid = ntk.probe_grid(0.8, 0.9, n=2)
     # (in tests jaxtyping checks the shared axis sizes first; without it, ValueError)
     with pytest.raises((ValueError, TypeError), match="k_grid_train"):
