@@ -115,7 +115,7 @@ def _validate(lam, rho, eps, depth, p, max_depth, objective, convention, method)
         r = np.asarray(rho, dtype=np.float64)
         w_inf = r**L if objective == "jepa" else r ** (L / (L + 1))
         thresh = np.asarray(p, dtype=np.float64) * w_inf
-        e = np.broadcast_to(np.asarray(eps, dtype=np.float64), thresh.shape)
+        e, thresh = np.broadcast_arrays(np.asarray(eps, dtype=np.float64), thresh)
         if np.any(e >= thresh):
             i = np.unravel_index(np.argmax(e - thresh), thresh.shape)
             raise ValueError(

@@ -25,6 +25,7 @@ from jaxfeat._src.checks import (
     check_ndim,
     check_positive,
     check_psd,
+    check_shape,
     is_concrete,
 )
 
@@ -303,19 +304,34 @@ def _generalized_modes(cov):
     return rho * mu, rho, vecs
 
 
-@jax.jit
 def diagonalization_defect(cov: Covariances) -> Float[Array, ""]:
     r"""How far $\Sigma_{xx}$ and $\Sigma_{yx}$ are from sharing an eigenbasis.
 
     $\|\Sigma_{xx}\Sigma_{yx} - \Sigma_{yx}\Sigma_{xx}\|_F /
     (\|\Sigma_{xx}\|_F \|\Sigma_{yx}\|_F)$: zero exactly when two symmetric matrices
-    commute, i.e. are simultaneously diagonalisable.
+    commute, i.e. are simultaneously diagonalisable (0 when either is 0, which
+    commutes with everything).
 
     Args:
       cov: covariances, each `(d, d)`.
 
     Returns:
       A non-negative scalar.
+
+    Raises:
+      ValueError: if `cov.xx` and `cov.yx` are not square of one shape, or (when
+        concrete) hold NaN or infinity.
     """
-    comm = cov.xx @ cov.yx - cov.yx @ cov.xx
-    return jnp.linalg.norm(comm) / (jnp.linalg.norm(cov.xx) * jnp.linalg.norm(cov.yx))
+    d = np.shape(cov.xx)[-1] if np.ndim(cov.xx) else None
+    for part in ("xx", "yx"):
+        m = getattr(cov, part)
+        check_shape(f"cov.{part}", m, (d, d), "(d, d), d from cov.xx")
+        check_finite(f"cov.{part}", m)
+    return _diagonalization_defect(cov.xx, cov.yx)
+
+
+@jax.jit
+def _diagonalization_defect(xx, yx):
+    comm = xx @ yx - yx @ xx
+    den = jnp.linalg.norm(xx) * jnp.linalg.norm(yx)
+    return jnp.where(den > 0, jnp.linalg.norm(comm) / jnp.where(den > 0, den, 1), 0.0)

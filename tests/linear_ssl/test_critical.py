@@ -220,6 +220,21 @@ def test_traced_depth_without_max_depth_is_a_clear_error():
         )
 
 
+def test_eps_broadcasts_against_the_other_arguments(x64):
+    """An eps grid wider than rho/depth/p (the docstring: every argument
+    broadcasts) raised a NumPy broadcast error; it must equal one call per eps."""
+    eps = jnp.array([[1e-3], [1e-4]])  # (2, 1) against p (3,)
+    p = jnp.array([0.3, 0.5, 0.7])
+    for objective in ("jepa", "mae"):
+        got = ls.critical_time(1.0, 0.5, eps, 2, p=p, objective=objective)
+        assert got.shape == (2, 3)
+        for i, j in itertools.product(range(2), range(3)):
+            one = ls.critical_time(1.0, 0.5, eps[i, 0], 2, p=p[j], objective=objective)
+            np.testing.assert_allclose(got[i, j], one, rtol=1e-12)
+    with pytest.raises(ValueError, match="^eps: the mode starts"):
+        ls.critical_time(1.0, 0.5, jnp.array([1e-3, 0.9]), 2, objective="jepa")
+
+
 def test_depth_above_max_depth_raises_in_both_forms():
     # A sum truncated at max_depth would silently give a smaller time (8104 vs 64540).
     with pytest.raises(ValueError, match="^depth"):

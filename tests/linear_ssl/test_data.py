@@ -120,6 +120,22 @@ def test_generalized_modes(x64):
     assert_close(rot.yx @ vecs, rot.xx @ vecs * rho[None], kind="factorization")
 
 
+def test_diagonalization_defect_value_and_bad_input(x64):
+    """The closed form on a 2x2 pair, 0 (not 0/0 = NaN) for uncorrelated views,
+    and NaN or mismatched shapes named."""
+    xx = jnp.diag(jnp.array([1.0, 2.0]))
+    yx = jnp.array([[0.0, 1.0], [1.0, 0.0]])
+    # [xx, yx] = [[0, -1], [1, 0]]: norm sqrt(2); |xx| = sqrt(5), |yx| = sqrt(2)
+    got = ls.diagonalization_defect(ls.Covariances(xx, yx, xx))
+    np.testing.assert_allclose(got, 1 / np.sqrt(5), rtol=1e-14)
+    zero = ls.Covariances(xx, jnp.zeros((2, 2)), xx)
+    assert float(ls.diagonalization_defect(zero)) == 0.0
+    with pytest.raises(ValueError, match="^cov.yx: expected finite"):
+        ls.diagonalization_defect(ls.Covariances(xx, yx.at[0, 0].set(jnp.nan), xx))
+    with pytest.raises(ValueError, match="^cov.yx: expected shape"):
+        ls.diagonalization_defect(ls.Covariances(xx, jnp.eye(3), xx))
+
+
 def test_sampler_rejects_non_psd_and_nan_covariances(key):
     eye = jnp.eye(2)
     with pytest.raises(ValueError, match="joint"):  # corr(x, y) = 2
