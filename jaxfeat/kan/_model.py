@@ -366,7 +366,8 @@ def update_kan_grids(
         0), a non-negative Python float or concrete scalar.
 
     Returns:
-      `(new_params, new_grids, new_cfg)`; `new_cfg` differs only in `grid_size`.
+      `(new_params, new_grids, new_cfg)` in the parameters' dtype (`x` is cast to
+      it); `new_cfg` differs only in `grid_size`.
 
     Raises:
       ValueError: shapes that do not match `cfg`, a concrete `x` with NaN or
@@ -389,6 +390,9 @@ def update_kan_grids(
     new_g = cfg.grid_size if grid_size is None else grid_size
     checks.check_count("grid_size", new_g, 1)
     new_cfg = dataclasses.replace(cfg, grid_size=new_g)
+    # samples in the parameters' dtype: float64 samples under x64 would otherwise
+    # promote the refit coefficients and grids only, mixing dtypes in the network
+    x = jnp.asarray(x, params[0].spline_weight.dtype)
     inputs = jax.vmap(lambda xi: kan_layer_inputs(params, xi, grids=grids, cfg=cfg))(x)
     new_params, new_grids = [], []
     for layer, grid, h in zip(params, grids, inputs, strict=True):

@@ -45,7 +45,10 @@ def top_k(scores: ArrayLike, k: int) -> jax.Array:
     if not _is_int(k) or not 1 <= k <= d:
         raise ValueError(f"k: expected an int in 1..{d}; got {k!r}")
     checks.check_finite("scores", scores)
-    return jnp.argsort(-jnp.asarray(scores), stable=True)[:k]
+    s = jnp.asarray(scores)
+    if not jnp.issubdtype(s.dtype, jnp.floating):  # -s wraps for unsigned ints
+        s = s.astype(jnp.result_type(float))
+    return jnp.argsort(-s, stable=True)[:k]
 
 
 def kfold_indices(

@@ -73,6 +73,27 @@ def test_grid_update_keeps_the_function(x64):
     assert bool(jnp.all(jnp.isfinite(_apply(p3, g3, x, cfg3))))
 
 
+def test_grid_update_keeps_the_parameter_dtype(x64):
+    """float32 parameters and float64 NumPy samples under x64: the refit
+    coefficients and grids came back float64 beside float32 base weights."""
+    params, grids = _net()
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), params)
+    grids = tuple(g.astype(jnp.float32) for g in grids)
+    x = np.asarray(jax.random.uniform(jax.random.key(2), (50, CFG.widths[0])), float)
+    p2, g2, _ = kan.update_kan_grids(params, x, grids=grids, cfg=CFG)
+    assert {a.dtype for a in jax.tree_util.tree_leaves((p2, g2))} == {
+        jnp.dtype(jnp.float32)
+    }
+    # the same update from float32 samples: equal to float32 round-off
+    p3, g3, _ = kan.update_kan_grids(params, x.astype(np.float32), grids=grids, cfg=CFG)
+    for a, b in zip(
+        jax.tree_util.tree_leaves((p2, g2)),
+        jax.tree_util.tree_leaves((p3, g3)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_nnx_module_matches_pure_apply():
     model = kan.kan_module(CFG, rngs=nnx.Rngs(params=0))
     params, grids = kan.to_pure(model)

@@ -158,6 +158,10 @@ def test_top_k_is_stable_and_validated():
             kan.top_k(s, k)
     with pytest.raises(ValueError, match="scores"):
         kan.top_k(s.at[0].set(jnp.nan), 2)
+    # integer and boolean scores rank by value (-s wrapped around for uint8)
+    u = jnp.array([0, 5, 3], jnp.uint8)
+    np.testing.assert_array_equal(kan.top_k(u, 3), [1, 2, 0])
+    np.testing.assert_array_equal(kan.top_k(jnp.array([False, True, True]), 2), [1, 2])
 
 
 def test_kfold_indices_partition_and_stratify():
