@@ -45,7 +45,32 @@ CASES = {
     "widths": lambda *_: ntk.MLPConfig(in_dim=3, widths=(4.0,)),
     "epochs": lambda *_: kan.KANTrainConfig(epochs=3.0),
     "n_steps": lambda *_: linear_ssl.GDConfig(n_steps=True),
+    "d": lambda *_: linear_ssl.init_aligned(0.1, d=2.0, depth=2),
+    "n_nodes": lambda *_: linear_ssl.critical_time(
+        1.0, 0.5, 1e-3, 2, objective="mae", method="quadrature", n_nodes=2.5
+    ),
+    "n_points": lambda *_: linear_ssl.learning_curve(
+        1.0, 0.5, 1e-3, 2, objective="jepa", n_points=4.0
+    ),
 }
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("d", lambda: linear_ssl.init_orthogonal(jax.random.key(0), 0.1, d=0, depth=2)),
+        (
+            "n_points",
+            lambda: linear_ssl.learning_curve(
+                1.0, 0.5, 1e-3, 2, objective="jepa", n_points=0
+            ),
+        ),
+    ],
+)
+def test_sizes_below_their_minimum_raise(name, call):
+    """d = 0 returned empty parameters and n_points = 0 empty curves silently."""
+    with pytest.raises(ValueError, match=rf"^{name}: expected an integer >="):
+        call()
 
 
 @pytest.fixture

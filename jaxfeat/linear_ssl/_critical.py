@@ -29,6 +29,7 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import (
     check_choice,
+    check_count,
     check_in_range,
     check_int_at_least,
     check_positive,
@@ -244,6 +245,7 @@ def critical_time(
       (MAE). SciPy equivalent: `scipy.integrate.quad` of the integrals above.
     """
     n_max = _validate(lam, rho, eps, depth, p, max_depth, objective, convention, method)
+    check_count("n_nodes", n_nodes, 1)
     dtype = jnp.result_type(as_float(lam), as_float(rho), as_float(eps), as_float(p))
     if lr is not None:
         check_positive("lr", lr)
@@ -396,6 +398,7 @@ def learning_curve(
       $\bar w(t)/\bar w^\infty$ reached at them (geometric in $p$ near the start).
     """
     check_in_range("p_max", p_max, 0.0, 1.0)
+    check_count("n_points", n_points, 2)
     lam, rho = jnp.broadcast_arrays(as_float(lam), as_float(rho))
     w_inf = fixed_point(rho, depth, objective=objective).wbar
     p0 = eps / w_inf

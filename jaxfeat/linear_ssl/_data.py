@@ -198,6 +198,13 @@ def covariances(
     return Covariances(xx, yx, yy)
 
 
+def check_per_mode(name: str, ref, **others) -> None:
+    """Raises `ValueError` unless `ref` is `(k,)` and the others have its shape."""
+    check_ndim(name, ref, 1, "(k,)")
+    for other, arr in others.items():
+        check_shape(other, arr, np.shape(ref), f"(k,) = {np.shape(ref)} as {name}")
+
+
 def static_two_view(
     gamma: Float[ArrayLike, " k"], noise_var: Float[ArrayLike, " k"]
 ) -> ModeSpec:
@@ -220,6 +227,7 @@ def static_two_view(
     """
     gamma = as_float(gamma)
     noise_var = as_float(noise_var, gamma.dtype)
+    check_per_mode("gamma", gamma, noise_var=noise_var)
     check_positive("gamma", gamma)
     check_positive("noise_var", noise_var, strict=False)
     var = gamma + noise_var
@@ -253,6 +261,7 @@ def dynamic_ar1(
     ar = as_float(ar)
     state_var = as_float(state_var, ar.dtype)
     noise_var = as_float(noise_var, ar.dtype)
+    check_per_mode("ar", ar, state_var=state_var, noise_var=noise_var)
     check_in_range("ar", ar, 0.0, 1.0)
     check_positive("state_var", state_var)
     check_positive("noise_var", noise_var, strict=False)

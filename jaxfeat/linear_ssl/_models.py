@@ -24,7 +24,12 @@ from jaxtyping import Array, Float
 
 from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float, default_float
-from jaxfeat._src.checks import check_int_at_least, check_positive, is_concrete
+from jaxfeat._src.checks import (
+    check_count,
+    check_int_at_least,
+    check_positive,
+    is_concrete,
+)
 from jaxfeat._src.typing import IntScalar, PRNGKey, Scalar
 
 
@@ -105,13 +110,14 @@ def init_aligned(
       `Params` with `W` of shape `(max_depth, d, d)` and `V` of shape `(d, d)`.
 
     Raises:
-      ValueError: if `eps <= 0` or NaN, `depth < 1` or `depth > max_depth`
+      ValueError: if `eps <= 0` or NaN, `d < 1`, `depth < 1` or `depth > max_depth`
         (values checked when concrete).
     """
     n_layers = _n_layers(depth, max_depth)
     dtype = default_float(dtype if dtype is not None else _dtype_of(eps))
     eps = as_float(eps, dtype)
     check_positive("eps", eps)
+    check_count("d", d, 1)
     return _init_aligned(eps, jnp.asarray(depth), d=d, n_layers=n_layers)
 
 
@@ -184,6 +190,7 @@ def init_orthogonal(
     dtype = default_float(dtype if dtype is not None else _dtype_of(eps))
     eps = as_float(eps, dtype)
     check_positive("eps", eps)
+    check_count("d", d, 1)
     return _init_orthogonal(key, eps, jnp.asarray(depth), d=d, n_layers=n_layers)
 
 

@@ -19,7 +19,7 @@ from jaxfeat._src.checks import (
     check_positive,
 )
 from jaxfeat._src.typing import PRNGKey
-from jaxfeat.linear_ssl._data import Covariances, check_covariances
+from jaxfeat.linear_ssl._data import Covariances, check_covariances, check_per_mode
 
 
 def sample_views(
@@ -83,6 +83,7 @@ def sample_static_two_view(
     """
     gamma = as_float(gamma)
     noise_var = as_float(noise_var, gamma.dtype)
+    check_per_mode("gamma", gamma, noise_var=noise_var)
     check_positive("gamma", gamma)
     check_positive("noise_var", noise_var, strict=False)
     check_count("n", n, 1)
@@ -125,6 +126,7 @@ def sample_dynamic_ar1(
     ar = as_float(ar)
     state_var = as_float(state_var, ar.dtype)
     noise_var = as_float(noise_var, ar.dtype)
+    check_per_mode("ar", ar, state_var=state_var, noise_var=noise_var)
     check_in_range("ar", ar, 0.0, 1.0)
     check_positive("state_var", state_var)
     check_positive("noise_var", noise_var, strict=False)

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 import pytest
 
@@ -118,6 +119,33 @@ def test_generalized_modes(x64):
     lam, rho, vecs = ls.generalized_modes(rot)
     # Each generalised mode solves yx v = rho xx v.
     assert_close(rot.yx @ vecs, rot.xx @ vecs * rho[None], kind="factorization")
+
+
+@pytest.fixture
+def no_runtime_types():
+    """jaxtyping's hook (tests only) would reject the shapes first; users get
+    jaxfeat's own error, which is what is tested."""
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)
+
+
+def test_per_mode_arrays_must_share_a_shape(key, no_runtime_types):
+    """(2,) with (1,) broadcast silently; (2,) with (3,) failed naming nothing."""
+    g, two, one, three = jnp.ones(2), 0.5 * jnp.ones(2), jnp.ones(1), jnp.ones(3)
+    for bad in (one, three):
+        with pytest.raises(ValueError, match="^noise_var: expected shape"):
+            ls.static_two_view(g, bad)
+        with pytest.raises(ValueError, match="^noise_var: expected shape"):
+            ls.sample_static_two_view(key, g, bad, 8)
+        with pytest.raises(ValueError, match="^state_var: expected shape"):
+            ls.dynamic_ar1(two, bad, two)
+        with pytest.raises(ValueError, match="^noise_var: expected shape"):
+            ls.sample_dynamic_ar1(key, two, two, bad, 8)
+    with pytest.raises(ValueError, match="^gamma: expected shape"):
+        ls.static_two_view(jnp.ones((2, 2)), jnp.ones((2, 2)))
 
 
 def test_diagonalization_defect_value_and_bad_input(x64):
