@@ -297,14 +297,15 @@ def _train(key, params, x, y, grids, weights, cfg, tcfg):
         wb = jnp.where(idx < n, w[jnp.minimum(idx, n - 1)], 0.0)
         sel = jnp.minimum(idx, n - 1)
         g, loss = grad_fn(p, sel, wb)
-        upd, s_new = opt.update(g, s, p)
+
+        def update(p, s):
+            upd, s = opt.update(g, s, p)
+            return optax.apply_updates(p, upd), s
+
         # a minibatch of weight 0 is skipped: Adam's momentum would still move p
+        # (a real branch unless vmapped, so the common case pays nothing)
         live = jnp.sum(wb) > 0
-        keep = lambda new, old: jax.tree_util.tree_map(
-            lambda a, b: jnp.where(live, a, b), new, old
-        )
-        new = (optax.apply_updates(p, upd), s_new)
-        return keep(new, (p, s)), (loss, live)
+        return jax.lax.cond(live, update, lambda p, s: (p, s), p, s), (loss, live)
 
     def epoch(carry, k):
         perm = jax.random.permutation(k, n)
