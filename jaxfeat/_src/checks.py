@@ -42,6 +42,12 @@ def check_finite(name: str, x) -> None:
         raise ValueError(f"{name}: expected finite values; got {bad}")
 
 
+def check_tree_finite(name: str, tree) -> None:
+    """`check_finite` on every leaf of a pytree (concrete leaves only)."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        check_finite(name, leaf)
+
+
 def check_positive(name: str, x, *, strict: bool = True) -> None:
     """Raises `ValueError` if a concrete `x` is not finite and (strictly) positive."""
     check_finite(name, x)

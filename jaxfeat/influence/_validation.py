@@ -8,14 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfeat._src.checks import check_finite, is_concrete
+from jaxfeat._src.checks import check_tree_finite as check_tree_finite
+from jaxfeat._src.checks import is_concrete
 from jaxfeat.influence._config import KRONECKER, IHVPConfig
-
-
-def check_tree_finite(name: str, tree) -> None:
-    """`check_finite` on every leaf of a pytree (concrete leaves only)."""
-    for leaf in jax.tree_util.tree_leaves(tree):
-        check_finite(name, leaf)
 
 
 def check_params(name: str, params, treedef, shapes) -> None:

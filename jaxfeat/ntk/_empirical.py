@@ -34,6 +34,7 @@ from jaxfeat._src.checks import (
     check_choice,
     check_count,
     check_finite,
+    check_tree_finite,
     is_concrete,
 )
 
@@ -252,8 +253,7 @@ def empirical_ntk_fn(
             for name, arr in (("x1", x1), ("x2", x2)):
                 if arr is not None:
                     check_finite(name, arr)
-            for leaf in jax.tree_util.tree_leaves(params):
-                check_finite("params", leaf)
+            check_tree_finite("params", params)
         return out
 
     def _validate(params, x1, x2):
