@@ -53,6 +53,22 @@ def x64():
 
 
 @pytest.fixture
+def no_runtime_types():
+    """Turns off the tests' jaxtyping/beartype annotation check for one test.
+
+    It would reject a wrongly typed or shaped argument before jaxfeat's own check;
+    users (without the hook) get jaxfeat's error, which is what such a test tests.
+    """
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)
+
+
+@pytest.fixture
 def x64_switch():
     """`jax.enable_x64`, for tests that compare both modes in one body."""
     return jax.enable_x64

@@ -73,19 +73,6 @@ def test_sizes_below_their_minimum_raise(name, call):
         call()
 
 
-@pytest.fixture
-def no_runtime_types():
-    """jaxtyping's annotation check would reject some floats first; users
-    (without it) get jaxfeat's own error, which is what is tested."""
-    import jaxtyping
-
-    jaxtyping.config.update("jaxtyping_disable", True)
-    try:
-        yield
-    finally:
-        jaxtyping.config.update("jaxtyping_disable", False)
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_float_or_bool_counts_raise_naming_the_argument(name, no_runtime_types):
     with pytest.raises(TypeError, match=rf"^{name}: expected a Python int"):

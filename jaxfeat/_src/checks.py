@@ -112,6 +112,22 @@ def check_ndim(name: str, x, ndim: int, shape_doc: str) -> None:
         raise ValueError(f"{name}: expected shape {shape_doc}; got {np.shape(x)}")
 
 
+def check_broadcast(**arrays) -> tuple[int, ...]:
+    """Returns the broadcast shape of the named arrays, or raises naming them all.
+
+    Without it a mismatch surfaces deep in a trace as `Incompatible shapes for
+    broadcasting` with no argument names.
+    """
+    shapes = {name: np.shape(x) for name, x in arrays.items()}
+    try:
+        return np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        got = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise ValueError(
+            f"{', '.join(shapes)}: expected shapes that broadcast together; got {got}"
+        ) from None
+
+
 def check_shape(name: str, x, shape: tuple, shape_doc: str) -> None:
     """Raises `ValueError` unless `x.shape` matches `shape` (None = any size)."""
     got = np.shape(x)

@@ -28,10 +28,12 @@ from jaxtyping import Array, ArrayLike, Float
 
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import (
+    check_broadcast,
     check_choice,
     check_count,
     check_in_range,
     check_int_at_least,
+    check_ndim,
     check_positive,
     is_concrete,
 )
@@ -104,6 +106,7 @@ def _validate(lam, rho, eps, depth, p, max_depth, objective, convention, method)
     check_choice("objective", objective, OBJECTIVES)
     check_choice("convention", convention, CONVENTIONS)
     check_choice("method", method, METHODS)
+    check_broadcast(lam=lam, rho=rho, eps=eps, depth=depth, p=p)
     check_positive("lam", lam)
     check_positive("rho", rho)
     check_positive("eps", eps)
@@ -237,7 +240,8 @@ def critical_time(
     Raises:
       ValueError: for `lam`, `rho` or `eps` not positive or NaN, `depth < 1`, `p`
         outside $(0, 1)$, `eps` $\ge p\,\bar w^\infty$ (the mode starts past the
-        threshold, or decays), or an unknown `objective`, `convention` or `method`.
+        threshold, or decays), an unknown `objective`, `convention` or `method`,
+        or shapes of `lam`, `rho`, `eps`, `depth`, `p` that do not broadcast.
         Values are checked only when concrete.
 
     References:
@@ -330,10 +334,14 @@ def critical_time_laurent(
     Returns:
       The approximate critical time, the broadcast shape.
 
+    Raises:
+      ValueError: as `critical_time`.
+
     References:
       Littwin et al. 2024, arXiv:2407.03475, Thm 4.5; claim LSSL-5.
     """
     check_choice("convention", convention, CONVENTIONS)
+    check_broadcast(lam=lam, rho=rho, eps=eps, depth=depth)
     check_positive("lam", lam)
     check_positive("rho", rho)
     check_positive("eps", eps)
@@ -396,9 +404,15 @@ def learning_curve(
     Returns:
       `(t, frac)`, each of shape `(*k, n_points)`: times and the fractions
       $\bar w(t)/\bar w^\infty$ reached at them (geometric in $p$ near the start).
+
+    Raises:
+      ValueError: as `critical_time`; also for a non-scalar `eps`, or `eps` not
+        below `p_max` times the asymptote.
     """
     check_in_range("p_max", p_max, 0.0, 1.0)
     check_count("n_points", n_points, 2)
+    check_broadcast(lam=lam, rho=rho)
+    check_ndim("eps", eps, 0, "() (a scalar)")
     lam, rho = jnp.broadcast_arrays(as_float(lam), as_float(rho))
     w_inf = fixed_point(rho, depth, objective=objective).wbar
     p0 = eps / w_inf

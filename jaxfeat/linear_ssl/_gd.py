@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 from jaxfeat._src.checks import (
@@ -20,7 +21,9 @@ from jaxfeat._src.checks import (
     check_count,
     check_finite,
     check_in_range,
+    check_ndim,
     check_positive,
+    check_shape,
 )
 from jaxfeat._src.progress import run_chunks
 from jaxfeat._src.sharding import batch_size, device_mesh, shard_batch, unpad
@@ -118,7 +121,23 @@ def _log_entry(state, cov, lr, cfg, depth):
 
 
 def _check_run(state: GDState, cov: Covariances, lr, depth, ema_decay) -> None:
-    """Value checks shared by the GD entry points (skipped for traced values)."""
+    """Checks shared by the GD entry points (values skipped when traced).
+
+    Shapes are compared on the trailing axes, so a batch (`sweep_gd`) passes too.
+    """
+    W, V = state.params.W, state.params.V
+    d = V.shape[-1]
+    if V.shape[-2:] != (d, d) or W.shape[-2:] != (d, d):
+        raise ValueError(
+            f"state.params: expected W (..., l, d, d) and V (..., d, d); got W "
+            f"{W.shape}, V {V.shape}"
+        )
+    check_shape("state.target_W", state.target_W, W.shape, f"{W.shape} as W")
+    if cov.xx.shape[-2:] != (d, d):
+        raise ValueError(
+            f"cov.xx: expected trailing shape (d, d) = ({d}, {d}) as the parameters; "
+            f"got {cov.xx.shape}"
+        )
     check_positive("lr", lr)
     check_depth(depth, state.params.W.shape[-3])
     check_in_range("ema_decay", ema_decay, 0.0, 1.0, closed=(True, False))
@@ -129,6 +148,13 @@ def _check_run(state: GDState, cov: Covariances, lr, depth, ema_decay) -> None:
         check_finite(name, leaf)
     check_covariances("cov", cov, xx_definite=False)
     _check_no_promotion(state, cov)
+
+
+def _check_scalars(lr, ema_decay) -> None:
+    # An array would broadcast over a parameter axis (per-column learning rates):
+    # a grid of configurations is `sweep_gd`'s job, or `vmap`'s.
+    check_ndim("lr", lr, 0, "() (a scalar; use sweep_gd or vmap for a grid)")
+    check_ndim("ema_decay", ema_decay, 0, "() (a scalar; use sweep_gd or vmap)")
 
 
 def _check_no_promotion(state: GDState, cov: Covariances) -> None:
@@ -178,14 +204,16 @@ def simulate_gd(
       one after every `cfg.log_every` steps.
 
     Raises:
-      ValueError: for a non-positive or NaN `lr`, `depth` outside 1..l, `ema_decay`
-        outside [0, 1), NaN parameters, or covariances that hold NaN or are not
+      ValueError: for a non-positive, NaN or non-scalar `lr`, `depth` outside 1..l,
+        `ema_decay` outside [0, 1) or not a scalar, NaN parameters, covariances
+        whose `d` is not the parameters', or covariances that hold NaN or are not
         jointly PSD (values checked when concrete, i.e. not under `jit`/`vmap`;
         `run_gd` and `sweep_gd` check them before their compiled programs).
       TypeError: `cov` of a wider dtype than the parameters (e.g. float64
         covariances with float32 parameters), checked at trace time; `lr` and
         `ema_decay` are cast to the parameters' dtype.
     """
+    _check_scalars(lr, ema_decay)
     _check_run(state, cov, lr, depth, ema_decay)
     dtype = state.params.W.dtype  # hyperparameters follow the parameters' dtype
     lr, ema_decay = jnp.asarray(lr, dtype), jnp.asarray(ema_decay, dtype)
@@ -279,6 +307,7 @@ def run_gd(
       ValueError: as `simulate_gd` (the values are checked here, before the
         compiled program runs).
     """
+    _check_scalars(lr, ema_decay)
     _check_run(state, cov, lr, depth, ema_decay)
     fn = lambda s: _simulate_jit(s, cov, lr, depth, ema_decay, cfg)
     return _chunked(fn, state, n_chunks, 0, f"GD {cfg.objective}", progress)
@@ -324,6 +353,12 @@ def sweep_gd(
     dtype = state.params.V.dtype
     n_layers = state.params.W.shape[1]
     depth = jnp.full((n,), n_layers, jnp.int32) if depth is None else depth
+    for name, v in (("lr", lr), ("depth", depth), ("ema_decay", ema_decay)):
+        if np.ndim(v) > 1 or np.ndim(v) == 1 and np.shape(v) != (n,):
+            raise ValueError(
+                f"{name}: expected a scalar or shape ({n},) (the batch); got "
+                f"{np.shape(v)}"
+            )
     args = (
         state,
         cov,

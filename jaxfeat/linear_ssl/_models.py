@@ -26,8 +26,11 @@ from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float, default_float
 from jaxfeat._src.checks import (
     check_count,
+    check_finite,
     check_int_at_least,
+    check_ndim,
     check_positive,
+    check_shape,
     is_concrete,
 )
 from jaxfeat._src.typing import IntScalar, PRNGKey, Scalar
@@ -58,20 +61,55 @@ def check_depth(
         )
 
 
-def depth_checked(fn):
-    """Checks a concrete `depth` argument against `params.W`'s stack before `fn`.
+def check_params(params: Params, name: str = "params") -> int:
+    """Returns `d`, or raises unless `W` is `(l, d, d)` and `V` is `(d, d)`."""
+    V = params.V
+    check_ndim(f"{name}.V", V, 2, "(d, d)")
+    d = np.shape(V)[-1]
+    check_shape(f"{name}.V", V, (d, d), f"(d, d) = ({d}, {d})")
+    check_shape(f"{name}.W", params.W, (None, d, d), f"(l, {d}, {d}) as V")
+    return d
 
-    For public functions decorated with `jax.jit`: inside `jit` the depth is a tracer
-    and cannot be checked, so the check runs in this thin Python wrapper. A traced
-    depth (under an outer `jit`/`vmap`) is passed through unchecked.
+
+def _check_model_inputs(arguments: dict) -> None:
+    params = arguments["params"]
+    d = check_params(params)
+    n_layers = params.W.shape[-3]
+    check_depth(arguments.get("depth"), n_layers)
+    target_W = arguments.get("target_W")
+    if target_W is not None:
+        check_shape("target_W", target_W, params.W.shape, f"{params.W.shape} as W")
+        check_finite("target_W", target_W)
+    cov = arguments.get("cov")
+    if cov is not None:
+        for part, m in zip(("xx", "yx", "yy"), cov, strict=True):
+            check_shape(f"cov.{part}", m, (d, d), f"({d}, {d}) as params.V")
+            check_finite(f"cov.{part}", m)
+    for name in ("x", "y"):
+        if name in arguments:
+            x = arguments[name]
+            if np.ndim(x) < 1 or np.shape(x)[-1] != d:
+                raise ValueError(
+                    f"{name}: expected a last axis of size d = {d} (as params.V); got "
+                    f"shape {np.shape(x)}"
+                )
+            check_finite(name, x)
+
+
+def inputs_checked(fn):
+    """Checks the model inputs of a public function before `fn` runs.
+
+    `params` must be `W` `(l, d, d)` and `V` `(d, d)`; a `depth` in 1..l; a
+    `target_W` of `W`'s shape; `cov` matrices `(d, d)`; samples `x`, `y` with last
+    axis `d`. Shapes are checked at trace time; values (NaN, a concrete depth) only
+    when concrete. For public functions decorated with `jax.jit`: inside `jit` the
+    arguments are tracers, so the checks run in this thin Python wrapper.
     """
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        params = bound.arguments["params"]
-        check_depth(bound.arguments.get("depth"), params.W.shape[-3])
+        _check_model_inputs(signature.bind(*args, **kwargs).arguments)
         return fn(*args, **kwargs)
 
     return wrapper
@@ -110,12 +148,13 @@ def init_aligned(
       `Params` with `W` of shape `(max_depth, d, d)` and `V` of shape `(d, d)`.
 
     Raises:
-      ValueError: if `eps <= 0` or NaN, `d < 1`, `depth < 1` or `depth > max_depth`
-        (values checked when concrete).
+      ValueError: if `eps` is not a scalar, `eps <= 0` or NaN, `d < 1`, `depth < 1`
+        or `depth > max_depth` (values checked when concrete).
     """
     n_layers = _n_layers(depth, max_depth)
     dtype = default_float(dtype if dtype is not None else _dtype_of(eps))
     eps = as_float(eps, dtype)
+    check_ndim("eps", eps, 0, "() (a scalar)")
     check_positive("eps", eps)
     check_count("d", d, 1)
     return _init_aligned(eps, jnp.asarray(depth), d=d, n_layers=n_layers)
@@ -189,6 +228,7 @@ def init_orthogonal(
     n_layers = _n_layers(depth, max_depth)
     dtype = default_float(dtype if dtype is not None else _dtype_of(eps))
     eps = as_float(eps, dtype)
+    check_ndim("eps", eps, 0, "() (a scalar)")
     check_positive("eps", eps)
     check_count("d", d, 1)
     return _init_orthogonal(key, eps, jnp.asarray(depth), d=d, n_layers=n_layers)
@@ -204,7 +244,7 @@ def _init_orthogonal(key, eps, depth, *, d, n_layers):
     return Params(W=W, V=s * U[-1])
 
 
-@depth_checked
+@inputs_checked
 @jax.jit
 def encoder_matrix(
     params: Params, depth: IntScalar | None = None
@@ -226,7 +266,7 @@ def encoder_matrix(
     return out
 
 
-@depth_checked
+@inputs_checked
 @jax.jit
 def encode(
     params: Params, x: Float[Array, " d"], depth: IntScalar | None = None
@@ -235,7 +275,7 @@ def encode(
     return encoder_matrix(params, depth) @ x
 
 
-@depth_checked
+@inputs_checked
 @jax.jit
 def predict(
     params: Params, x: Float[Array, " d"], depth: IntScalar | None = None
@@ -244,7 +284,7 @@ def predict(
     return params.V @ encode(params, x, depth)
 
 
-@depth_checked
+@inputs_checked
 @jax.jit
 def imbalance(params: Params, depth: IntScalar | None = None) -> Float[Array, ""]:
     r"""Largest violation of the balancedness conservation laws.

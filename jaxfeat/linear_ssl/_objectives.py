@@ -21,7 +21,7 @@ from jaxtyping import Array, Float
 from jaxfeat._src.checks import check_choice
 from jaxfeat._src.typing import IntScalar
 from jaxfeat.linear_ssl._data import Covariances
-from jaxfeat.linear_ssl._models import Params, depth_checked, encoder_matrix
+from jaxfeat.linear_ssl._models import Params, encoder_matrix, inputs_checked
 
 OBJECTIVES = ("jepa", "mae")
 
@@ -31,7 +31,7 @@ def _target(params, depth, target_W):
     return jax.lax.stop_gradient(encoder_matrix(tgt, depth))
 
 
-@depth_checked
+@inputs_checked
 @jax.jit
 def jepa_population_loss(
     params: Params,
@@ -68,7 +68,7 @@ def jepa_population_loss(
     )
 
 
-@depth_checked
+@inputs_checked
 @jax.jit
 def mae_population_loss(
     params: Params, cov: Covariances, *, depth: IntScalar | None = None
@@ -91,7 +91,7 @@ def mae_population_loss(
     )
 
 
-@depth_checked
+@inputs_checked
 @jax.jit
 def jepa_loss(
     params: Params,
@@ -122,7 +122,7 @@ def jepa_loss(
     return 0.5 * jnp.mean(jnp.sum(resid**2, axis=-1))
 
 
-@depth_checked
+@inputs_checked
 @jax.jit
 def mae_loss(
     params: Params,
@@ -147,7 +147,7 @@ def mae_loss(
     return 0.5 * jnp.mean(jnp.sum(resid**2, axis=-1))
 
 
-@depth_checked
+@inputs_checked
 @functools.partial(jax.jit, static_argnames=("objective",))
 def population_loss(
     params: Params,
@@ -186,7 +186,7 @@ def _check_pair(x, y):
         )
 
 
-@depth_checked
+@inputs_checked
 @functools.partial(jax.jit, static_argnames=("objective",))
 def population_gradients(
     params: Params,

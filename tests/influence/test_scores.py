@@ -4,7 +4,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import jaxtyping
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
@@ -337,17 +336,6 @@ def test_matrix_free_solvers_refuse_zero_damping(strategy):
     114) twice those of damping 1e-3 with no error; nothing can check G's rank."""
     with pytest.raises(ValueError, match=rf"^damping: strategy='{strategy}'"):
         influence.IHVPConfig(strategy=strategy, damping=0.0)
-
-
-@pytest.fixture
-def no_runtime_types():
-    """The tests' jaxtyping/beartype annotation check would reject a float `int`
-    argument before jaxfeat's own check, which is what users (without it) get."""
-    jaxtyping.config.update("jaxtyping_disable", True)
-    try:
-        yield
-    finally:
-        jaxtyping.config.update("jaxtyping_disable", False)
 
 
 def test_config_sizes_are_python_ints_and_damping_finite(no_runtime_types):

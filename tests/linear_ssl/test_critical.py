@@ -241,3 +241,17 @@ def test_depth_above_max_depth_raises_in_both_forms():
         ls.critical_time_laurent(1.0, 0.9, 1e-3, 10, max_depth=2)
     with pytest.raises(ValueError, match="^depth"):
         ls.critical_time(1.0, 0.9, 1e-3, 10, objective="jepa", max_depth=2)
+
+
+def test_shapes_that_do_not_broadcast_raise_naming_the_arguments(no_runtime_types):
+    """lam (3,) with eps (2,) failed inside the trace with 'Incompatible shapes for
+    broadcasting: shapes=[(3,), (), (2,), (), ()]', naming no argument."""
+    lam, eps = jnp.array([1.0, 1.1, 1.2]), jnp.array([1e-3, 1e-4])
+    with pytest.raises(ValueError, match=r"^lam, rho, eps, depth, p: expected shapes"):
+        ls.critical_time(lam, 0.8, eps, 2, objective="jepa")
+    with pytest.raises(ValueError, match=r"^lam, rho, eps, depth: expected shapes"):
+        ls.critical_time_laurent(lam, 0.8, eps, 2)
+    with pytest.raises(ValueError, match=r"^lam, rho: expected shapes"):
+        ls.learning_curve(lam, jnp.array([0.5, 0.6]), 1e-3, 2, objective="mae")
+    with pytest.raises(ValueError, match=r"^eps: expected shape \(\)"):
+        ls.learning_curve(lam, 0.8, jnp.full(3, 1e-3), 2, objective="mae")

@@ -260,3 +260,50 @@ def test_wider_covariances_than_parameters_raise(x64, entry):
     final64, _ = ls.simulate_gd(state64, cov, 0.1, cfg=cfg)
     assert final.params.W.dtype == jnp.float32
     np.testing.assert_allclose(final.params.W, final64.params.W, rtol=1e-6)
+
+
+@pytest.mark.parametrize("entry", ["simulate_gd", "run_gd"])
+def test_array_lr_or_ema_decay_raises(entry, no_runtime_types):
+    """lr = [0.1, 1e-4] used to broadcast over a parameter axis (a rate per column)
+    and log times of shape (t, 2) instead of an error."""
+    spec, cov = _cov()
+    state = ls.init_gd(ls.init_aligned(1e-2, d=2, depth=2))
+    cfg = ls.GDConfig(n_steps=1, ema=True)
+    fn = ls.simulate_gd if entry == "simulate_gd" else ls.run_gd
+    extra = {} if entry == "simulate_gd" else dict(progress=False)
+    with pytest.raises(ValueError, match=r"^lr: expected shape \(\)"):
+        fn(state, cov, jnp.array([0.1, 1e-4]), cfg=cfg, **extra)
+    with pytest.raises(ValueError, match=r"^ema_decay: expected shape \(\)"):
+        fn(state, cov, 0.1, cfg=cfg, ema_decay=jnp.array([0.0, 0.5]), **extra)
+
+
+@pytest.mark.parametrize("entry", ["simulate_gd", "run_gd", "sweep_gd"])
+def test_covariances_of_another_d_raise(entry):
+    spec, cov = _cov()  # d = 2
+    state = ls.init_gd(ls.init_aligned(1e-2, d=3, depth=2))
+    cfg = ls.GDConfig(n_steps=1)
+    if entry == "sweep_gd":
+        batch = lambda t: jax.tree_util.tree_map(lambda v: v[None], t)
+        call = lambda: ls.sweep_gd(
+            batch(state), batch(cov), 0.1, cfg=cfg, progress=False
+        )
+    elif entry == "run_gd":
+        call = lambda: ls.run_gd(state, cov, 0.1, cfg=cfg, progress=False)
+    else:
+        call = lambda: ls.simulate_gd(state, cov, 0.1, cfg=cfg)
+    with pytest.raises(ValueError, match=r"^cov.xx: expected trailing shape \(d, d\)"):
+        call()
+
+
+def test_sweep_lr_of_another_batch_size_raises():
+    spec, cov = _cov()
+    state = ls.init_gd(ls.init_aligned(1e-2, d=2, depth=2))
+    batch = lambda t: jax.tree_util.tree_map(lambda v: jnp.stack([v, v]), t)
+    with pytest.raises(ValueError, match=r"^lr: expected a scalar or shape \(2,\)"):
+        ls.sweep_gd(
+            batch(state),
+            batch(cov),
+            jnp.array([0.1, 0.2, 0.3]),
+            cfg=ls.GDConfig(n_steps=1),
+            progress=False,
+        )

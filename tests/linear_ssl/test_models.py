@@ -76,3 +76,15 @@ def test_concrete_scalar_depth_needs_no_max_depth():
 def test_traced_depth_needs_max_depth():
     with pytest.raises(TypeError, match="max_depth"):
         jax.vmap(lambda L: ls.init_aligned(1e-2, d=2, depth=L))(jnp.arange(1, 3))
+
+
+@pytest.mark.parametrize("init", ["aligned", "orthogonal"])
+def test_non_scalar_eps_raises(key, init, no_runtime_types):
+    """eps of shape (depth,) used to broadcast over the layer stack and build
+    unbalanced parameters (W[0] = 0.1 I, W[1] = 0.01 I for eps = [1e-2, 1e-4])."""
+    eps = jnp.array([1e-2, 1e-4])
+    with pytest.raises(ValueError, match=r"^eps: expected shape \(\)"):
+        if init == "aligned":
+            ls.init_aligned(eps, d=2, depth=2)
+        else:
+            ls.init_orthogonal(key, eps, d=2, depth=2)

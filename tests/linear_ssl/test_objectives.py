@@ -129,3 +129,38 @@ def test_population_gradients_equal_autodiff(key, x64, objective):
         auto = jax.grad(ls.jepa_population_loss)(params, cov, target_W=tgt)
         closed = ls.population_gradients(params, cov, objective="jepa", target_W=tgt)
         assert_close(closed, auto)
+
+
+def test_mismatched_model_inputs_raise_naming_the_argument(key, no_runtime_types):
+    """A 3-layer target_W with 2-layer params was used as a 3-layer target (loss
+    2.96 vs 0.26); a d that does not match, or NaN data, gave a bare dot_general
+    error or a NaN loss."""
+    params, cov = _random_problem(key)  # d = 3
+    d, n_layers = params.V.shape[0], params.W.shape[0]
+    wrong_target = jnp.ones((n_layers + 1, d, d))
+    for call in (
+        lambda: ls.population_loss(
+            params, cov, objective="jepa", target_W=wrong_target
+        ),
+        lambda: ls.population_gradients(
+            params, cov, objective="jepa", target_W=wrong_target
+        ),
+        lambda: ls.jepa_loss(
+            params, jnp.ones((4, d)), jnp.ones((4, d)), target_W=wrong_target
+        ),
+    ):
+        with pytest.raises(ValueError, match="^target_W: expected shape"):
+            call()
+    small = jax.tree_util.tree_map(lambda m: m[:2, :2], cov)
+    with pytest.raises(ValueError, match="^cov.xx: expected shape"):
+        ls.population_gradients(params, small, objective="mae")
+    with pytest.raises(ValueError, match="^cov.yx: expected finite"):
+        ls.mae_population_loss(params, cov._replace(yx=cov.yx.at[0, 1].set(jnp.nan)))
+    with pytest.raises(ValueError, match="^x: expected a last axis of size d = 3"):
+        ls.mae_loss(params, jnp.ones((4, 2)), jnp.ones((4, 2)))
+    with pytest.raises(ValueError, match="^y: expected finite"):
+        ls.mae_loss(params, jnp.ones((4, d)), jnp.full((4, d), jnp.nan))
+    with pytest.raises(ValueError, match="^x: expected a last axis"):
+        ls.predict(params, jnp.ones(d + 1))
+    with pytest.raises(ValueError, match=r"^params.W: expected shape \(l, 3, 3\)"):
+        ls.encoder_matrix(params._replace(W=params.W[:, :2]))
