@@ -245,6 +245,21 @@ def test_lssl_15():
     assert float(sv[-1]) < 1e-2  # one mode stays (near) unlearned
 
 
+def test_lssl_15_perturbed_init_is_unaligned(key):
+    """The experiment's 'aligned + noise' init multiplied the diagonal W by noise,
+    so every off-diagonal entry of W stayed exactly 0: not the unaligned init
+    its claim is about."""
+    from experiments.linear_ssl import random_orthogonal_init as r
+
+    cfg = r.SCALES["smoke"]
+    params = r._inits(cfg, key, "perturbed", cfg.depth)
+    off = jnp.stack([params.W[..., 0, 1], params.W[..., 1, 0]])  # (2, seeds, L)
+    scale = 1e-2 ** (1 / cfg.depth)
+    rel = float(jnp.sqrt(jnp.mean(off**2))) / scale
+    assert bool(jnp.all(off != 0))
+    assert 0.5 * cfg.perturbation < rel < 2 * cfg.perturbation
+
+
 def test_lssl_16():
     spec, cov = _two_modes((1.0, 1.25, 0.3), (1.0, 0.5, 0.9))
     lam, rho, _ = ls.generalized_modes(cov)
