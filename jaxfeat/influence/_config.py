@@ -31,8 +31,9 @@ class IHVPConfig:
     Attributes:
       strategy: `"exact"` (dense eigendecomposition of $G$, small models),
         `"cg"` (conjugate gradient on $G$-vector products), `"lissa"` (Neumann /
-        LiSSA recursion), `"arnoldi"` (top-`arnoldi_rank` eigenpairs from an Arnoldi
-        iteration; the solve is restricted to their span), `"kfac"` and `"ekfac"`
+        LiSSA recursion), `"arnoldi"` (the `arnoldi_rank` eigenpairs of largest
+        magnitude from an Arnoldi iteration, restarted if the Krylov space closes
+        early; the solve is restricted to their span), `"kfac"` and `"ekfac"`
         (Kronecker-factored per dense layer: `jaxfeat.ntk` MLPs, or any model
         whose parameters all belong to `x @ W (+ b)` layers, see
         `find_dense_layers`) or `"identity"` ($G^{-1}$
@@ -64,7 +65,8 @@ class IHVPConfig:
       arnoldi_iters: Arnoldi (Krylov) iterations, at least `arnoldi_rank`; at
         most the parameter count $p$ of them run (the Krylov space is then all
         of $\mathbb{R}^p$).
-      arnoldi_rank: number of top eigenpairs kept, at most $p$ (checked by
+      arnoldi_rank: number of eigenpairs kept (largest |eigenvalue| first, which
+        matters for an indefinite `"hessian"`), at most $p$ (checked by
         `fit_curvature`).
 
     References:
