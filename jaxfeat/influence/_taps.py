@@ -12,7 +12,9 @@ by a small interpreter that
   a parameter: a dense layer with weight $W$ (`(i, o)` as in flax's `x @ W`, or
   `(o, i)` as in `x @ W.T` or `W @ x`);
 * pairs it with a bias when the layer output is next `add`-ed to a parameter leaf
-  of shape `(o,)` (reshaped or broadcast, as flax's `Dense`/`nnx.Linear` do);
+  of shape `(o,)` (reshaped or broadcast, as flax's `Dense`/`nnx.Linear` do) whose
+  axis lands on the layer's output-unit axis (tracked through the shape ops, so a
+  per-position offset of shape `(T,)` is not taken for a bias when `T == o`);
 * records the layer input and adds a zero perturbation to the layer output, so
   that a VJP with respect to the perturbations gives $Ds$ (kfac-jax's
   `layer_tags_vjp` idea, spec `influence.md` §0.4).
@@ -32,6 +34,44 @@ from jax.extend import core as jex_core
 
 _INLINE = ("pjit", "jit", "closed_call", "core_call", "checkpoint", "remat", "remat2")
 _SHAPE_OPS = ("reshape", "broadcast_in_dim", "squeeze", "expand_dims")
+_ANY = "any"  # the axis of a size-1 leaf: wherever it lands, `+ b` is a bias
+
+
+class _Origin(NamedTuple):
+    """What a value of the walk derives from (see `_walk`)."""
+
+    leaf: int  # index into tree_leaves(params)
+    direct: bool  # the leaf itself, possibly cast or (flipped) transposed
+    flipped: bool  # a transposed 2-D leaf
+    axis: int | str | None  # a 1-D leaf's axis in this value (_ANY, None: unknown)
+
+
+def _leaf_origin(i: int, leaf) -> _Origin:
+    if jnp.ndim(leaf) != 1:
+        return _Origin(i, True, False, None)
+    return _Origin(i, True, False, _ANY if jnp.size(leaf) == 1 else 0)
+
+
+def _moved_axis(eqn, axis):
+    """Where a shape op puts the input axis `axis` (None when not traceable)."""
+    if axis is None or axis == _ANY:
+        return axis
+    name, p = eqn.primitive.name, eqn.params
+    if name == "broadcast_in_dim":
+        return int(p["broadcast_dimensions"][axis])
+    if name == "transpose":
+        return list(p["permutation"]).index(axis)
+    if name == "squeeze":
+        return axis - sum(1 for d in p["dimensions"] if d < axis)
+    if name in ("reshape", "expand_dims"):  # only unit axes inserted or removed
+        shape_in = eqn.invars[0].aval.shape
+        shape_out = eqn.outvars[0].aval.shape
+        big_in = [i for i, n in enumerate(shape_in) if n != 1]
+        big_out = [i for i, n in enumerate(shape_out) if n != 1]
+        same = [shape_in[i] for i in big_in] == [shape_out[i] for i in big_out]
+        if same and axis in big_in:
+            return big_out[big_in.index(axis)]
+    return None
 
 
 class DenseTap(NamedTuple):
@@ -72,9 +112,9 @@ class _Ctx:
 def _walk(jaxpr, consts, args, origins, ctx):
     """Evaluates `jaxpr`, tapping dense layers; returns outputs and their origins.
 
-    `origins[v]` is `(leaf, direct, flipped)` for values derived from parameter
-    leaf `leaf` (`direct`: the leaf itself, possibly cast or, when `flipped`,
-    transposed; else reshaped/broadcast).
+    `origins[v]` is an `_Origin` for values derived from a parameter leaf
+    (`direct`: the leaf itself, possibly cast or, when `flipped`, transposed; else
+    reshaped/broadcast, with a 1-D leaf's axis tracked).
     """
     env, origin, dot_out = {}, {}, {}
 
@@ -120,18 +160,19 @@ def _walk(jaxpr, consts, args, origins, ctx):
             _match_bias(eqn, ins_org, dot_out, ctx)
         for v, val in zip(eqn.outvars, outs, strict=True):
             env[v] = val
-        if name == "convert_element_type" and ins_org[0] is not None:
-            origin[eqn.outvars[0]] = ins_org[0]
+        o = ins_org[0] if ins_org else None
+        if name == "convert_element_type" and o is not None:
+            origin[eqn.outvars[0]] = o
         elif (
             name == "transpose"
-            and ins_org[0] is not None
-            and ins_org[0][1]
+            and o is not None
+            and o.direct
             and tuple(eqn.params["permutation"]) == (1, 0)
         ):  # W.T of a 2-D weight: the same leaf with its axes swapped
-            leaf, _, flipped = ins_org[0]
-            origin[eqn.outvars[0]] = (leaf, True, not flipped)
-        elif name in _SHAPE_OPS + ("transpose",) and ins_org[0] is not None:
-            origin[eqn.outvars[0]] = (ins_org[0][0], False, False)
+            origin[eqn.outvars[0]] = o._replace(flipped=not o.flipped)
+        elif name in _SHAPE_OPS + ("transpose",) and o is not None:
+            axis = _moved_axis(eqn, o.axis)
+            origin[eqn.outvars[0]] = _Origin(o.leaf, False, False, axis)
     return [read(v) for v in jaxpr.outvars], [org(v) for v in jaxpr.outvars]
 
 
@@ -141,14 +182,14 @@ def _match_dense(eqn, ins, ins_org):
         return None
     for w_pos in (1, 0):
         o, other = ins_org[w_pos], ins_org[1 - w_pos]
-        if o is None or not o[1] or other is not None or jnp.ndim(ins[w_pos]) != 2:
+        if o is None or not o.direct or other is not None or jnp.ndim(ins[w_pos]) != 2:
             continue
         w_c, a_c = (rc, lc) if w_pos == 1 else (lc, rc)
         # `w_in_axis` indexes the stored leaf: a transposed use swaps its axes
         w_in = int(w_c[0])
         return dict(
-            weight=o[0],
-            w_in_axis=1 - w_in if o[2] else w_in,
+            weight=o.leaf,
+            w_in_axis=1 - w_in if o.flipped else w_in,
             w_is_lhs=w_pos == 0,
             act_axis=int(a_c[0]),
             out_shape=tuple(eqn.outvars[0].aval.shape),
@@ -162,14 +203,17 @@ def _match_bias(eqn, ins_org, dot_out, ctx):
         v, o = eqn.invars[i], ins_org[1 - i]
         if isinstance(v, jex_core.Literal) or v not in dot_out or o is None:
             continue
-        ctx.found[dot_out[v]].setdefault("bias_candidate", o[0])
+        tap = ctx.found[dot_out[v]]
+        unit_axis = 0 if tap["w_is_lhs"] else len(tap["out_shape"]) - 1
+        if o.axis == _ANY or o.axis == unit_axis:
+            tap.setdefault("bias_candidate", o.leaf)
 
 
 def _run(apply_fn, params, x, perturbs):
     leaves = jax.tree_util.tree_leaves(params)
     closed = jax.make_jaxpr(apply_fn)(params, x)
     n_x = len(jax.tree_util.tree_leaves(x))
-    origins = [(i, True, False) for i in range(len(leaves))] + [None] * n_x
+    origins = [_leaf_origin(i, leaf) for i, leaf in enumerate(leaves)] + [None] * n_x
     ctx = _Ctx(perturbs)
     args = leaves + jax.tree_util.tree_leaves(x)
     outs, _ = _walk(closed.jaxpr, closed.consts, args, origins, ctx)

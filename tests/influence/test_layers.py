@@ -85,6 +85,38 @@ def test_leaf_outside_dense_layers_is_named(key):
         influence.pairwise_scores(state, params, x, y, x, y, per_token=True)
 
 
+def test_per_position_offset_is_not_a_bias_when_t_equals_o(key, x64):
+    """A (T,) offset added per position (`x @ W + pos[:, None]`) with T == o was
+    paired with the layer as its output bias: gradient-dot scores were off by 94
+    on a scale of 100. Only a leaf whose axis lands on the output-unit axis is a
+    bias; here `pos` is reported as outside every dense layer."""
+    t = k = 3
+    kw, kp, kx, ky = jax.random.split(key, 4)
+    params = {"w": jax.random.normal(kw, (D, k)), "pos": jax.random.normal(kp, (t,))}
+    apply_fn = lambda p, x: x @ p["w"] + p["pos"][:, None]
+    x = jax.random.normal(kx, (5, t, D))
+    y = jax.random.normal(ky, (5, t, k))
+    with pytest.raises(ValueError, match=r"\['pos'\]"):
+        influence.find_dense_layers(apply_fn, params, x[0])
+    # the same model with a real bias (k,) still pairs it
+    biased = {"w": params["w"], "b": params["pos"]}
+    bias_fn = lambda p, x: x @ p["w"] + p["b"][None, :]
+    taps = influence.find_dense_layers(bias_fn, biased, x[0])
+    assert [(tap.weight, tap.bias) for tap in taps] == [(1, 0)]
+    state = influence.fit_curvature(
+        apply_fn,
+        params,
+        x,
+        y,
+        cfg=influence.IHVPConfig(strategy="identity", loss="mse"),
+    )
+    lf = influence.example_loss_fn(apply_fn, "mse")
+    flat = lambda g: jnp.concatenate([g["pos"], g["w"].ravel()])
+    g = jax.vmap(lambda a, b: flat(jax.grad(lf)(params, a, b)))(x, y)
+    got = influence.pairwise_scores(state, params, x[:2], y[:2], x, y)
+    np.testing.assert_allclose(got, g[:2] @ g.T, rtol=1e-10)
+
+
 def test_callable_mlp_ekfac_equals_mlpconfig_ekfac(key, x64):
     """The jaxpr-found layers of a plain MLP give the MLPConfig path's factors."""
     mlp = ntk.MLPConfig(
