@@ -385,11 +385,6 @@ def fit_curvature(
             "computed for curvature='ggn' or strategy='exact'; pass a float"
         )
     x, y = to_device(x), to_device(y)
-    if jnp.ndim(x) < 1 or jnp.shape(x)[0] == 0:
-        raise ValueError(
-            f"x: expected a batch of at least one training example; got shape "
-            f"{jnp.shape(x)}"
-        )
     check_tree_finite("params", params)
     check_finite("x", x)
     check_targets("x", x, "y", y, model=model, params=params, loss=cfg.loss)
@@ -592,11 +587,18 @@ def ihvp(state: CurvatureState, v):
       ValueError: if `v` does not match the fitted parameters, or a concrete `v`
         holds NaN/inf; if a concrete result is not finite (for `lissa` the error
         names `lissa_scale`: the recursion diverged).
+      TypeError: if a leaf of `v` is not floating point.
 
     References:
       Koh & Liang 2017, arXiv:1703.04730; Grosse et al. 2023, arXiv:2308.03296.
     """
     batched = is_batched(state, v)
+    kinds = {jnp.result_type(leaf) for leaf in jax.tree_util.tree_leaves(v)}
+    if any(not jnp.issubdtype(k, jnp.floating) for k in kinds):
+        raise TypeError(
+            f"v: expected floating-point leaves (the result has v's dtype); got "
+            f"{sorted(str(k) for k in kinds)}"
+        )
     check_tree_finite("v", v)
     out = _ihvp_jit(state, v, batched)
     check_solve(state, out, "v")

@@ -52,8 +52,13 @@ def output_shape(model: Model, params, x: ArrayLike) -> tuple:
 
 
 def check_data(name_x: str, x, name_y: str, y) -> None:
-    """Raises `ValueError` unless `x` and `y` share a leading example axis."""
-    if jnp.ndim(x) < 1 or jnp.ndim(y) < 1 or jnp.shape(x)[0] != jnp.shape(y)[0]:
+    """Raises `ValueError` unless `x` holds examples and `y` shares its leading axis."""
+    if jnp.ndim(x) < 1 or jnp.shape(x)[0] == 0:
+        raise ValueError(
+            f"{name_x}: expected a batch of at least one example (n, ...); got shape "
+            f"{jnp.shape(x)}"
+        )
+    if jnp.ndim(y) < 1 or jnp.shape(x)[0] != jnp.shape(y)[0]:
         raise ValueError(
             f"{name_y}: expected a leading axis of {name_x}'s size "
             f"{jnp.shape(x)[:1]}; got shape {jnp.shape(y)}"
@@ -71,6 +76,11 @@ def check_targets(name_x: str, x, name_y: str, y, *, model, params, loss) -> Non
     """
     check_data(name_x, x, name_y, y)
     out = output_shape(model, params, x)
+    if not out:
+        raise ValueError(
+            "model: expected an output of shape (k,) (or (T, k) for a sequence) per "
+            "example; got a scalar: return shape (1,) for a single output"
+        )
     n = jnp.shape(x)[0]
     if loss == "cross_entropy":
         want = (n, *out[:-1])
@@ -464,10 +474,20 @@ def dense_from_matrix(mat: Float[ArrayLike, "o i"]) -> ntk.Dense:
 
 
 def flatten_batch(tree) -> Array:
-    """Leaves with a leading axis `n` raveled and concatenated to `(n, p)`."""
-    leaves = jax.tree_util.tree_leaves(tree)
+    """Leaves with a leading axis `n` raveled and concatenated to `(n, p)`.
+
+    Raises `ValueError` if the leaves do not share the leading axis (an empty
+    batch, `n = 0`, gives `(0, p)`).
+    """
+    leaves = [jnp.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
+    if not leaves or any(leaf.ndim < 1 for leaf in leaves):
+        raise ValueError("grads: expected leaves with a leading example axis (n, ...)")
     n = leaves[0].shape[0]
-    return jnp.concatenate([leaf.reshape(n, -1) for leaf in leaves], axis=1)
+    if any(leaf.shape[0] != n for leaf in leaves):
+        got = sorted({leaf.shape[0] for leaf in leaves})
+        raise ValueError(f"grads: expected one leading axis n on every leaf; got {got}")
+    rows = [leaf.reshape(n, math.prod(leaf.shape[1:])) for leaf in leaves]
+    return jnp.concatenate(rows, axis=1)
 
 
 def random_projection(

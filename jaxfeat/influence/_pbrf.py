@@ -21,6 +21,7 @@ from jaxfeat._src.checks import (
     check_count,
     check_finite,
     check_positive,
+    check_tree_finite,
 )
 from jaxfeat._src.typing import Scalar
 from jaxfeat.influence._config import LOSSES
@@ -30,6 +31,7 @@ from jaxfeat.influence._grads import Model, check_targets, model_apply, output_l
 def _validate(params_s, x, y, x_z, y_z, eps, damping, model, loss, strict):
     """Checks shared by `pbrf_objective` and `pbrf_response` (values when concrete)."""
     check_choice("loss", loss, LOSSES)
+    check_tree_finite("params_s", params_s)
     check_positive("damping", damping, strict=strict)
     check_finite("eps", eps)
     if jnp.ndim(eps) != 0:
@@ -105,7 +107,8 @@ def pbrf_objective(
       ValueError: for an unknown `loss`, `params` unlike `params_s`, `x_z` not
         of shape `x.shape[1:]`, targets that do not fit the model output (as in
         `fit_curvature`), a non-scalar `eps`, or (concrete) negative or
-        non-finite `damping`, non-finite `eps`, `x` or `x_z`.
+        non-finite `damping`, non-finite `eps`, `x`, `x_z`, `params` or
+        `params_s`.
       TypeError: for non-integer cross-entropy labels.
 
     References:
@@ -114,6 +117,7 @@ def pbrf_objective(
     """
     x, y, x_z, y_z = (jnp.asarray(a) for a in (x, y, x_z, y_z))
     _validate(params_s, x, y, x_z, y_z, eps, damping, model, loss, strict=False)
+    check_tree_finite("params", params)
     p_def, s_def = (jax.tree_util.tree_structure(t) for t in (params, params_s))
     p_shapes, s_shapes = (
         [jnp.shape(leaf) for leaf in jax.tree_util.tree_leaves(t)]

@@ -459,3 +459,39 @@ def test_new_query_count_in_a_bucket_reuses_the_compiled_programs(key):
     assert_close(s5[:3], s3, kind="identity")
     buckets = [_scores.query_bucket(q) for q in (1, 5, 9, 200, 256, 1000)]
     assert buckets == [8, 8, 16, 224, 256, 1024]
+
+
+def test_empty_batches_scalar_outputs_and_bad_leaves_are_named(key):
+    """Found by review: an empty training set crashed with ZeroDivisionError in
+    the chunking, a scalar-output model with IndexError deep in the solve, NaN
+    parameters gave NaN PBRF results, and an integer v a NumPy ufunc error."""
+    params, x, y = mlp_problem(key)
+    state = influence.fit_curvature(
+        MLP, params, x, y, cfg=influence.IHVPConfig(strategy="exact", damping=0.1)
+    )
+    with pytest.raises(ValueError, match=r"^x_train: expected a batch of at least"):
+        influence.pairwise_scores(state, params, x[:2], y[:2], x[:0], y[:0])
+    with pytest.raises(ValueError, match=r"^x: expected a batch of at least"):
+        influence.self_scores(state, params, x[:0], y[:0])
+    g = influence.per_example_grads(
+        influence.example_loss_fn(MLP, "cross_entropy"), params, x, y
+    )
+    empty = jax.tree_util.tree_map(lambda a: a[:0], g)
+    assert influence.random_projection(key, empty, 4).shape == (0, 4)
+
+    scalar = lambda p, xi: apply_fn(p, xi)[0]
+    with pytest.raises(ValueError, match="^model: expected an output of shape"):
+        influence.fit_curvature(
+            scalar, params, x, x[:, 0], cfg=influence.IHVPConfig(loss="mse")
+        )
+
+    nan_params = jax.tree_util.tree_map(lambda a: a.at[0].set(jnp.nan), params)
+    kw = dict(model=MLP, loss="cross_entropy", damping=0.1)
+    with pytest.raises(ValueError, match="^params_s: expected finite"):
+        influence.pbrf_response(nan_params, x, y, x[0], y[0], 0.1, **kw)
+    with pytest.raises(ValueError, match="^params: expected finite"):
+        influence.pbrf_objective(nan_params, params, x, y, x[0], y[0], 0.1, **kw)
+
+    ints = jax.tree_util.tree_map(lambda a: jnp.ones(a.shape, jnp.int32), params)
+    with pytest.raises(TypeError, match="^v: expected floating-point leaves"):
+        influence.ihvp(state, ints)
