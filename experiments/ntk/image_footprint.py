@@ -94,13 +94,14 @@ def render(z, centres, mu, alpha, side):
 def random_centres(key, alpha, side):
     """Circle and square in opposite halves (which half is random), inside the frame."""
     radius = jnp.sqrt(alpha / jnp.pi) * side
-    k1, k2, k3 = jax.random.split(key, 3)
+    # one key per coordinate: a shared key put each centre on a fixed diagonal
+    kx_s, ky_s, kx_c, ky_c, k_swap = jax.random.split(key, 5)
     half = SIZE / 2
-    cx_s = jax.random.uniform(k1, (), minval=radius + 0.5, maxval=half - radius - 0.5)
-    cy_s = jax.random.uniform(k1, (), minval=radius + 0.5, maxval=SIZE - radius - 0.5)
-    cx_c = jax.random.uniform(k2, (), minval=half + side, maxval=SIZE - side)
-    cy_c = jax.random.uniform(k2, (), minval=side, maxval=SIZE - side)
-    swap = jax.random.bernoulli(k3)
+    cx_s = jax.random.uniform(kx_s, (), minval=radius + 0.5, maxval=half - radius - 0.5)
+    cy_s = jax.random.uniform(ky_s, (), minval=radius + 0.5, maxval=SIZE - radius - 0.5)
+    cx_c = jax.random.uniform(kx_c, (), minval=half + side, maxval=SIZE - side)
+    cy_c = jax.random.uniform(ky_c, (), minval=side, maxval=SIZE - side)
+    swap = jax.random.bernoulli(k_swap)
     flip = lambda cx: jnp.where(swap, SIZE - cx, cx)
     return jnp.array([[cy_s, flip(cx_s)], [cy_c, flip(cx_c)]])
 

@@ -12,22 +12,45 @@ def from_nnx(model) -> tuple[Callable, object]:
     `apply_fn(params, x)` evaluates the module on one example `x` (it adds and removes
     a batch axis), so `jax.vmap` batches it and the empirical NTK can differentiate
     with respect to `params` (the module's `nnx.Param` state). Other state (batch
-    statistics, RNG counters) is held fixed.
+    statistics, RNG counters) is held fixed, so the module must be in evaluation
+    mode (`model.eval()`).
 
     Args:
-      model: an `nnx.Module` taking a batch `(n, ...)`.
+      model: an `nnx.Module` taking a batch `(n, ...)`, in evaluation mode.
 
     Returns:
       `(apply_fn, params)`.
+
+    Raises:
+      ValueError: for a module in training mode: a `BatchNorm` not using its
+        running averages would normalise each single example by its own
+        statistics (constant outputs) and a `Dropout` would need RNG state.
     """
     from flax import nnx
 
+    _check_eval_mode(nnx, model)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def apply_fn(p, x):
         return nnx.merge(graphdef, p, rest)(x[None])[0]
 
     return apply_fn, params
+
+
+def _check_eval_mode(nnx, model) -> None:
+    iter_modules = getattr(nnx, "iter_modules", None)
+    modules = iter_modules(model) if iter_modules else model.iter_modules()
+    for path, module in modules:
+        batch_stats = getattr(module, "use_running_average", True)
+        dropout = not getattr(module, "deterministic", True) and getattr(
+            module, "rate", 0
+        )
+        if batch_stats is False or dropout:
+            where = ".".join(str(p) for p in path) or "the module"
+            raise ValueError(
+                f"model: {type(module).__name__} at {where} is in training mode; "
+                "call model.eval() first (the kernel is that of a fixed function)"
+            )
 
 
 def from_linen(module, variables) -> tuple[Callable, object]:

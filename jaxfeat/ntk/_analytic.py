@@ -253,12 +253,12 @@ def analytic_kernels(
         )
     if cfg.parameterization != "ntk":
         raise ValueError("cfg: analytic kernels use the NTK parameterisation")
-    x2_ = x1 if x2 is None else x2
-    if x1.ndim != 2 or x2_.shape[1:] != x1.shape[1:] or x1.shape[1] != cfg.in_dim:
-        raise ValueError(
-            f"x2: expected inputs of shape (n, {cfg.in_dim}); got x1 {x1.shape}, "
-            f"x2 {x2_.shape}"
-        )
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is not None and (x.ndim != 2 or x.shape[1] != cfg.in_dim):
+            raise ValueError(
+                f"{name}: expected inputs of shape (n, {cfg.in_dim}) (cfg.in_dim); "
+                f"got {x.shape}"
+            )
     check_finite("x1", x1)
     if x2 is not None:
         check_finite("x2", x2)
@@ -270,6 +270,7 @@ def analytic_kernels(
             f"method: no closed form for activation {name!r} "
             f"(closed forms: {CLOSED_FORMS}); use a quadrature"
         )
+    x2_ = x1 if x2 is None else x2
     return _analytic(cfg, x1, x2_, method=method, n_nodes=int(n_nodes))
 
 

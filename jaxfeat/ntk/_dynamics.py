@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Real
 
 from jaxfeat._src import linalg
 from jaxfeat._src.checks import (
@@ -81,7 +81,7 @@ def _initial_outputs(name, value, shape, dtype):
 
 def gradient_flow_mse(
     k_train_train: Float[Array, "n n"],
-    y_train: Float[Array, "n ..."],
+    y_train: Real[Array, "n ..."],
     *,
     lr: Scalar = 1.0,
     diag_reg: Scalar = 0.0,
@@ -97,12 +97,17 @@ def gradient_flow_mse(
         are clipped to 0.
       y_train: targets, shape `(n,)` or `(n, k)`.
       lr: learning rate $\eta$ (time is $t = \eta\cdot$steps when `lr=1`).
-      diag_reg: ridge added to the kernel's eigenvalues.
+      diag_reg: ridge $r$ added to the kernel's eigenvalues, absolute (as
+        neural-tangents' `diag_reg` with `diag_reg_absolute_scale=True`). As there,
+        the train outputs follow the regularised flow and still converge to
+        `y_train`, while the test outputs converge to $K_*(K + rI)^{-1}y$.
 
     Returns:
       `predict(t, k_test_train=None, fx_train_0=0.0, fx_test_0=0.0) ->
       FlowPrediction`, with times `t >= 0` a scalar or shape `(t,)`, `k_test_train`
-      of shape `(m, n)`, and initial outputs broadcastable to the targets.
+      of shape `(m, n)`, and initial outputs broadcastable to the targets. Outputs
+      are floating point (the kernel's dtype, or wider targets'), also for integer
+      labels.
       `predict` raises `ValueError` for a `k_test_train` of the wrong shape and
       (when concrete) for negative or non-finite times or a non-finite
       `k_test_train`.
@@ -131,7 +136,8 @@ def gradient_flow_mse(
     _check_round_off_psd(evals)
     # Negative eigenvalues within round-off are removed here.
     evals = jnp.clip(evals, 0.0) + diag_reg
-    y2 = y_train.reshape(n, -1)
+    # float even for integer labels: the initial outputs and the flow take y's dtype
+    y2 = y_train.reshape(n, -1).astype(jnp.result_type(evals, y_train))
 
     def predict(t, k_test_train=None, fx_train_0=0.0, fx_test_0=0.0) -> FlowPrediction:
         check_positive("t", t, strict=False)

@@ -298,6 +298,9 @@ def _check_taps_match_f(f, taps, params, x1):
     if not is_concrete((params, x1)):
         return
     want = np.asarray(f(params, x1[0]))
+    if not np.all(np.isfinite(want)):  # NaN inputs, not a taps mismatch
+        check_finite("x1", x1[:1])
+        check_tree_finite("params", params)
     got = np.asarray(taps(params, x1[0], deltas=None)[0])
     same = got.shape == want.shape and np.allclose(got, want, rtol=0, atol=_tol(want))
     if not same:

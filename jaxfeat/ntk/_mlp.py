@@ -64,10 +64,10 @@ class MLPConfig:
             check_count("widths", w, 1)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
-        if not self.W_std > 0:
-            raise ValueError(f"W_std: expected > 0; got {self.W_std!r}")
-        if not self.b_std >= 0:
-            raise ValueError(f"b_std: expected >= 0; got {self.b_std!r}")
+        if not 0 < self.W_std < math.inf:
+            raise ValueError(f"W_std: expected a finite value > 0; got {self.W_std!r}")
+        if not 0 <= self.b_std < math.inf:
+            raise ValueError(f"b_std: expected a finite value >= 0; got {self.b_std!r}")
 
     @property
     def sizes(self) -> tuple[int, ...]:

@@ -92,6 +92,7 @@ def _reliance(decision, z_grid, name):
             f"{decision.shape} and {z_grid.shape}"
         )
     check_finite(name, decision)
+    check_finite("z_grid", z_grid)
     conflict = _sign(z_grid[:, 0]) - _sign(z_grid[:, 1])
     return jnp.mean(_sign(decision) * conflict)
 
@@ -153,21 +154,23 @@ def lda_fit(x: Float[Array, "n d"], y: Float[Array, " n"]) -> LDA:
       `LDA(w, b)`.
 
     Raises:
-      ValueError: for mismatched shapes, a non-finite `x`, labels outside
-        $\{-1, +1\}$ or only one class in `y` (values checked when concrete;
-        under `jit` these give NaN).
+      ValueError: for mismatched shapes, fewer than 3 examples, a non-finite
+        `x`, labels outside $\{-1, +1\}$ or only one class in `y` (values
+        checked when concrete; under `jit` these give NaN).
     """
     if x.ndim != 2 or y.shape != x.shape[:1]:
         raise ValueError(
             f"y: expected shape ({x.shape[0]},) for x {x.shape}; got {y.shape}"
         )
+    if x.shape[0] < 3:  # the pooled covariance divides by n - 2
+        raise ValueError(f"x: expected at least 3 examples; got {x.shape[0]}")
     check_finite("x", x)
     _check_labels("y", y)
     return _lda_fit(x, y)
 
 
-def _check_labels(name, y):
-    """Labels in {-1, +1} with both classes present (when concrete)."""
+def _check_labels(name, y, *, both_classes: bool = True):
+    """Labels in {-1, +1} (with both classes present) when concrete."""
     if not is_concrete(y):
         return
     v = np.asarray(y)
@@ -175,7 +178,7 @@ def _check_labels(name, y):
         raise ValueError(
             f"{name}: expected labels in {{-1, +1}}; got values {np.unique(v)[:4]}"
         )
-    if not (np.any(v > 0) and np.any(v < 0)):
+    if both_classes and not (np.any(v > 0) and np.any(v < 0)):
         raise ValueError(f"{name}: expected both classes -1 and +1; got one class")
 
 
@@ -192,7 +195,16 @@ def _lda_fit(x, y):
 
 
 def lda_decision(lda: LDA, x: Float[Array, "n d"]) -> Float[Array, " n"]:
-    r"""Decision values $x\\cdot w + b$ of a fitted LDA, shape `(n,)`."""
+    r"""Decision values $x\\cdot w + b$ of a fitted LDA, shape `(n,)`.
+
+    Raises `ValueError` unless `x` is `(n, d)` with the fitted `d`.
+    """
+    d = jnp.shape(lda.w)[-1]
+    if jnp.ndim(x) != 2 or jnp.shape(x)[1] != d:
+        raise ValueError(
+            f"x: expected shape (n, {d}) (the LDA's input dimension); got "
+            f"{jnp.shape(x)}"
+        )
     return x @ lda.w + lda.b
 
 
@@ -248,15 +260,17 @@ def kernel_shortcut_bias(
       Bias at each time, `(t,)`.
 
     Raises:
-      ValueError: for mismatched shapes, and as `gradient_flow_mse` and `reliance`
-        do (negative or non-finite times, an indefinite kernel, non-finite
-        decisions; values checked when concrete).
+      ValueError: for mismatched shapes, labels outside $\{-1, +1\}$, and as
+        `gradient_flow_mse` and `reliance` do (negative or non-finite times, an
+        indefinite kernel, non-finite decisions; values checked when concrete).
 
     References:
       Hermann et al. 2024, arXiv:2310.16228 (Sec. 5, NTK account); claim NTK-10.
     """
     m, n = jnp.shape(z_grid)[0], jnp.shape(k_train_train)[0]
     check_shape("k_grid_train", k_grid_train, (m, n), f"({m}, {n}) (grid, train)")
+    # 0/1 labels gave a different, wrong bias; one class is a valid (if odd) flow
+    _check_labels("y_train", y_train, both_classes=False)
     predict = gradient_flow_mse(k_train_train, y_train, lr=lr)
     out = predict(t, k_test_train=k_grid_train).test  # (t, m)
     r_opt = reliance(decision_optimal, z_grid)

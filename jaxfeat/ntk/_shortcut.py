@@ -28,6 +28,7 @@ from jaxfeat._src import linalg
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import (
     check_count,
+    check_finite,
     check_in_range,
     check_int_at_least,
     check_positive,
@@ -162,11 +163,16 @@ def embed(
 
     Returns:
       Inputs, shape `(n, d)`.
+
+    Raises:
+      ValueError: for non-positive `alpha_s`/`alpha_c`, `z` not `(n, 2)`, or a
+        non-finite `z` (values checked when concrete).
     """
     check_positive("alpha_s", alpha_s)
     check_positive("alpha_c", alpha_c)
     if z.ndim != 2 or z.shape[1] != 2:
         raise ValueError(f"z: expected shape (n, 2); got {z.shape}")
+    check_finite("z", z)
     return _embed(z, emb, alpha_s, alpha_c)
 
 

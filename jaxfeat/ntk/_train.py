@@ -122,9 +122,9 @@ def train_classifier(
       accuracies are NaN (check them before using its parameters).
 
     Raises:
-      ValueError: for mismatched shapes, `out_dim != 1`, a non-positive `lr`, and
-        (checked when concrete) non-finite inputs or labels outside
-        $\{-1, +1\}$.
+      ValueError: for mismatched shapes, an empty `x` or `x_val`, `out_dim != 1`,
+        a non-positive `lr`, and (checked when concrete) non-finite inputs or
+        labels outside $\{-1, +1\}$.
     """
     if net.out_dim != 1:
         raise ValueError(
@@ -134,6 +134,9 @@ def train_classifier(
     check_shape("x", x, (None, d), f"(n, {d})")
     check_shape("y", y, (x.shape[0],), f"({x.shape[0]},) matching x")
     check_shape("x_val", x_val, (None, d), f"(m, {d})")
+    for name, arr in (("x", x), ("x_val", x_val)):
+        if arr.shape[0] == 0:
+            raise ValueError(f"{name}: expected at least one example; got {arr.shape}")
     check_shape(
         "y_val", y_val, (x_val.shape[0],), f"({x_val.shape[0]},) matching x_val"
     )

@@ -155,3 +155,31 @@ def test_float32_relu_ntk_with_duplicate_inputs_is_accepted():
         k = ntk.analytic_kernels(cfg, x).ntk
         out = ntk.gradient_flow_mse(k, jnp.ones(12), diag_reg=1e-3)(1.0).train
         assert bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_integer_labels_keep_fractional_initial_outputs(key):
+    """Integer +-1 labels cast the initial outputs to int: f(0) was [0, 0] instead
+    of fx_train_0 = [0.3, 0.7], and the whole flow was shifted."""
+    k = jnp.array([[2.0, 0.5], [0.5, 1.0]])
+    f0, ft0 = jnp.array([0.3, 0.7]), jnp.array([0.1, -0.2, 0.4])
+    kt = jax.random.uniform(key, (3, 2))
+    ints = ntk.gradient_flow_mse(k, jnp.array([1, -1]))
+    floats = ntk.gradient_flow_mse(k, jnp.array([1.0, -1.0]))
+    t = jnp.array([0.0, 0.5, 3.0])
+    got = ints(t, k_test_train=kt, fx_train_0=f0, fx_test_0=ft0)
+    want = floats(t, k_test_train=kt, fx_train_0=f0, fx_test_0=ft0)
+    np.testing.assert_allclose(got.train[0], f0, rtol=1e-6)
+    np.testing.assert_allclose(got.test[0], ft0, rtol=1e-6)
+    np.testing.assert_allclose(got.train, want.train, rtol=1e-6)
+    np.testing.assert_allclose(got.test, want.test, rtol=1e-6)
+
+
+def test_kernel_shortcut_bias_refuses_zero_one_labels(key):
+    """0/1 labels gave a different bias (0.182 vs 0.098) with no error."""
+    k = 2.0 * jnp.eye(4)
+    grid = ntk.probe_grid(0.9, 0.9)
+    kg = jax.random.uniform(key, (grid.shape[0], 4))
+    with pytest.raises(ValueError, match="^y_train: expected labels in"):
+        ntk.kernel_shortcut_bias(
+            k, kg, jnp.array([0.0, 1.0, 0.0, 1.0]), jnp.ones(1), grid, grid[:, 0]
+        )

@@ -278,6 +278,30 @@ def test_bad_input_names_the_argument(key):
         fit(x.at[0, 0].set(jnp.nan), y, x, y)
 
 
+def test_more_bad_input_is_named(key):
+    """Found by review: these gave NaN, a silent empty result or an error naming
+    another argument."""
+    x = jax.random.normal(key, (10, 3))
+    y = jnp.array([-1.0, 1.0] * 5)
+    with pytest.raises(ValueError, match="^x: expected at least 3 examples"):
+        ntk.lda_fit(x[:2], y[:2])  # the pooled covariance divides by n - 2
+    lda = ntk.lda_fit(x, y)
+    with pytest.raises(ValueError, match=r"^x: expected shape \(n, 3\)"):
+        ntk.lda_decision(lda, jnp.ones((4, 5)))
+    grid = ntk.probe_grid(0.9, 0.9)
+    with pytest.raises(ValueError, match="^z_grid: expected finite"):
+        ntk.reliance(grid[:, 0], grid.at[0, 0].set(jnp.nan))
+    emb = ntk.make_embedding(key, 5)
+    with pytest.raises(ValueError, match="^z: expected finite"):
+        ntk.embed(jnp.full((3, 2), jnp.nan), emb, 1.0, 1.0)
+    with pytest.raises(ValueError, match="^b_std: expected a finite value"):
+        ntk.MLPConfig(in_dim=3, widths=(4,), b_std=float("inf"))
+    net = ntk.MLPConfig(in_dim=3, widths=(4,), parameterization="standard")
+    tc = ntk.TrainConfig(steps=10, batch_size=4, eval_every=10)
+    with pytest.raises(ValueError, match="^x_val: expected at least one example"):
+        ntk.train_classifier(key, x, y, x[:0], y[:0], net=net, train=tc, lr=1e-2)
+
+
 def test_train_loss_is_the_block_mean_of_pre_update_losses(key):
     """Full-batch SGD, deterministic: with eval_every=1 each entry is the loss
     before that step's update, so eval_every=2 logs the mean of two of them, and

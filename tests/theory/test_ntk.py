@@ -165,6 +165,20 @@ def test_ntk_13(key):
     assert float(b[0]) > 0.1
 
 
+def test_ntk_14_object_centres_are_random_in_2d(key):
+    """Each centre's x and y were drawn with one key, so they lay on a fixed
+    diagonal (correlation 0.99999999999997)."""
+    from experiments.ntk import image_footprint as m
+
+    keys = jax.random.split(key, 400)
+    c = jax.vmap(lambda k: m.random_centres(k, 3.0, 6))(keys)  # (n, 2 objects, yx)
+    for obj in range(2):
+        # which half holds the object is random: fold x into its own half first
+        x = jnp.minimum(c[:, obj, 1], m.SIZE - c[:, obj, 1])
+        r = float(jnp.corrcoef(c[:, obj, 0], x)[0, 1])
+        assert abs(r) < 0.2  # independent: |r| ~ 1/sqrt(400) = 0.05
+
+
 def test_ntk_14():
     from experiments.ntk import image_footprint as m
 
