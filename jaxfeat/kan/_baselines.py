@@ -13,11 +13,14 @@ import numpy as np
 from jaxtyping import ArrayLike
 
 from jaxfeat._src import checks
+from jaxfeat._src.arrays import as_float
 from jaxfeat.kan._train import _TASKS, kan_loss
 
 
 def _check_xy(x, y):
     checks.check_ndim("x", x, 2, "(N, d)")
+    if np.shape(x)[0] == 0:
+        raise ValueError(f"x: expected at least 1 sample; got shape {np.shape(x)}")
     checks.check_finite("x", x)
     if y is not None and np.shape(y) != (np.shape(x)[0],):
         raise ValueError(f"y: expected shape ({np.shape(x)[0]},); got {np.shape(y)}")
@@ -85,7 +88,12 @@ def gradient_saliency(predict: Callable, x: ArrayLike) -> jax.Array:
 
     Returns:
       `(d,)` scores summing to 1.
+
+    Raises:
+      ValueError: for `x` not `(N, d)` with N >= 1, or a concrete `x` with NaN or
+        infinity.
     """
     _check_xy(x, None)
+    x = as_float(x)  # integer samples: the input gradient needs floats
     jac = jax.vmap(jax.jacrev(lambda xi: jnp.atleast_1d(predict(xi))))(x)
     return _normalize(jnp.mean(jnp.abs(jac), axis=(0, 1)))

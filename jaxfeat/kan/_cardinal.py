@@ -144,10 +144,17 @@ uniform_basis_lead.defjvp(_uniform_basis_jvp, symbolic_zeros=True)
 
 
 def is_uniform(grid, *, rtol: float = 1e-5) -> bool:
-    """Whether every row of a concrete `(d, M)` grid is uniformly spaced."""
-    g = np.asarray(grid, dtype=np.float64)
+    """Whether every row of a concrete `(d, M)` grid is uniformly spaced.
+
+    Steps may differ from the first by `rtol` times that step plus the round-off of
+    the knots themselves (8 eps of the grid's dtype times its largest |knot|). A
+    tolerance on the knots' scale alone (`rtol * max(|g|, 1)`) passed uneven grids
+    of small steps or large offsets.
+    """
+    raw = np.asarray(grid)
+    eps = np.finfo(raw.dtype if np.issubdtype(raw.dtype, np.floating) else float).eps
+    g = raw.astype(np.float64)
     steps = np.diff(g, axis=-1)
-    scale = np.maximum(np.abs(g).max(axis=-1, keepdims=True), 1.0)
-    return bool(
-        np.all(steps > 0) and np.all(np.abs(steps - steps[:, :1]) <= rtol * scale)
-    )
+    round_off = 8 * eps * np.abs(g).max(axis=-1, keepdims=True)
+    tol = rtol * np.abs(steps[:, :1]) + round_off
+    return bool(np.all(steps > 0) and np.all(np.abs(steps - steps[:, :1]) <= tol))

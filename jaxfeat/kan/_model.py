@@ -16,6 +16,7 @@ the coefficients so the network's function is kept (up to the new grid's resolut
 
 import dataclasses
 import functools
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -102,6 +103,15 @@ class KANConfig:
         if not _is_int(self.order) or self.order < 0:
             raise ValueError(f"order: expected an int >= 0; got {self.order!r}")
         object.__setattr__(self, "order", int(self.order))
+        if not (
+            isinstance(self.grid_range, tuple | list)
+            and len(self.grid_range) == 2
+            and all(isinstance(v, numbers.Real) for v in self.grid_range)
+        ):
+            raise ValueError(
+                f"grid_range: expected a pair (lo, hi) of numbers; got "
+                f"{self.grid_range!r}"
+            )
         lo, hi = self.grid_range
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
             raise ValueError(
@@ -111,7 +121,10 @@ class KANConfig:
         checks.check_choice("init", self.init, _INITS)
         checks.check_choice("basis", self.basis, BASES)
         for name in ("scale_noise", "scale_base", "scale_spline"):
-            checks.check_positive(name, getattr(self, name), strict=False)
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name}: expected a number; got {value!r}")
+            checks.check_positive(name, value, strict=False)
 
     @property
     def n_basis(self) -> int:
@@ -210,6 +223,16 @@ def _check_net(params, grids, cfg, x=None):
         )
 
 
+def float_inputs(x, dtype) -> jax.Array:
+    """`x` as a JAX array, integer or boolean samples as `dtype` floats.
+
+    E.g. scikit-learn's raw digits (int64): the SiLU branch and KAN-SI's gradient
+    need floats, and `bspline_basis` already converts.
+    """
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(dtype)
+
+
 def layer_edges(
     layer: KANLayer,
     grid: ArrayLike,
@@ -239,7 +262,7 @@ def layer_edges(
     h = np.shape(layer.base_weight)[0] if np.ndim(layer.base_weight) else 0
     _check_layer("layer", layer, d, h, m - order - 1)
     _check_uniform("grid", grid, basis)
-    return _edges(layer, grid, x, order, basis)
+    return _edges(layer, grid, float_inputs(x, layer.spline_weight.dtype), order, basis)
 
 
 def _basis_values(x, grid, order, basis):
@@ -310,7 +333,7 @@ def kan_apply(
     """
     _check_net(params, grids, cfg, x)
     checks.check_finite("x", x)
-    return _apply(params, x, grids, cfg)
+    return _apply(params, float_inputs(x, params[0].spline_weight.dtype), grids, cfg)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
@@ -325,7 +348,7 @@ def kan_layer_inputs(params, x, *, grids, cfg) -> tuple[jax.Array, ...]:
     """The input of every layer for one example (`x` first, then hidden activations)."""
     _check_net(params, grids, cfg, x)
     checks.check_finite("x", x)
-    return _inputs(params, x, grids, cfg)
+    return _inputs(params, float_inputs(x, params[0].spline_weight.dtype), grids, cfg)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))

@@ -256,7 +256,8 @@ def crossval_feature_scores(
       key: PRNG key (initialisation and minibatch order).
       x: `(N, d)` raw features (standardised per training fold here).
       y: `(N,)` integer labels or regression targets (not scaled).
-      folds: `(train_idx, val_idx)` pairs, e.g. `kfold_indices(y)` or sklearn's.
+      folds: `(train_idx, val_idx)` pairs, e.g. `kfold_indices(y)` or sklearn's
+        (a list, or the generator `split()` returns).
       cfg: architecture; `cfg.widths[0]` must equal `d`.
       train_cfg: training settings; `train_cfg.task` picks the KO loss.
       methods: any of `"kan_l1"`, `"kan_l2"`, `"kan_si"`, `"kan_ko"`, `"kan_attr"`
@@ -280,6 +281,7 @@ def crossval_feature_scores(
     _check_data(x, y, None, cfg, train_cfg)
     for m in methods:
         checks.check_choice("methods", m, METHODS)
+    folds = list(folds)  # sklearn's split() is a generator, read more than once
     _check_folds(folds, x.shape[0], 2 if "kan_attr" in methods else 1)
     dtype = jnp.zeros(()).dtype
     std = [_standardize(x[tr], x[va]) for tr, va in folds]

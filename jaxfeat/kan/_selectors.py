@@ -30,6 +30,7 @@ from jaxfeat.kan._model import (
     KANConfig,
     _check_net,
     _layer_apply,
+    float_inputs,
     kan_apply,
     kan_layer_inputs,
     layer_edges,
@@ -48,6 +49,7 @@ def _normalize(s):
 def _check_x(x, cfg, params, grids, min_n=1, why=""):
     # x (N, d) with N >= min_n, and the network (shapes, uniform grids) checked
     # eagerly: inside the jitted scorers the grids are traced and not checked.
+    # Returns x with integer samples as floats (SiLU and KAN-SI's gradient).
     checks.check_ndim("x", x, 2, "(N, d)")
     if np.shape(x)[1] != cfg.widths[0]:
         raise ValueError(
@@ -60,11 +62,12 @@ def _check_x(x, cfg, params, grids, min_n=1, why=""):
         )
     checks.check_finite("x", x)
     _check_net(params, grids, cfg)
+    return float_inputs(x, params[0].spline_weight.dtype)
 
 
 def first_layer_edges(params, x: ArrayLike, *, grids, cfg: KANConfig) -> jax.Array:
     """`z[n, p, q] = phi_{q,p}(x_{n,p})` of the first layer, shape `(N, d, H)`."""
-    _check_x(x, cfg, params, grids, min_n=0)
+    x = _check_x(x, cfg, params, grids, min_n=0)
     return _edges(params, x, grids, cfg)
 
 
@@ -79,9 +82,9 @@ def _magnitude(params, x, grids, cfg, variant, center, include_base, power):
     checks.check_choice("variant", variant, _VARIANTS)
     if variant == "paper":
         if center:
-            _check_x(x, cfg, params, grids, 2, " (a spread over samples)")
+            x = _check_x(x, cfg, params, grids, 2, " (a spread over samples)")
         else:
-            _check_x(x, cfg, params, grids)
+            x = _check_x(x, cfg, params, grids)
     else:
         if center:
             raise ValueError(
@@ -195,7 +198,7 @@ def kan_si(
     Raises:
       ValueError: as `kan_l1`.
     """
-    _check_x(x, cfg, params, grids)
+    x = _check_x(x, cfg, params, grids)
     checks.check_choice("objective", objective, _SI_OBJECTIVES)
     return _si(params, x, grids, cfg, objective)
 
@@ -229,7 +232,7 @@ def kan_ko_losses(
         outside `[0, C)`.
       TypeError: non-integer labels for classification.
     """
-    _check_x(x, cfg, params, grids)
+    x = _check_x(x, cfg, params, grids)
     checks.check_choice("task", task, _TASKS)
     if np.shape(y) != (np.shape(x)[0],):
         raise ValueError(f"y: expected shape ({np.shape(x)[0]},); got {np.shape(y)}")
@@ -324,7 +327,7 @@ def kan_attr(params, x: ArrayLike, *, grids, cfg: KANConfig) -> jax.Array:
       ValueError: shapes that do not match `cfg`, fewer than 2 samples (the
         standard deviations use ddof = 1), a concrete `x` with NaN or infinity.
     """
-    _check_x(x, cfg, params, grids, 2, " (standard deviations with ddof = 1)")
+    x = _check_x(x, cfg, params, grids, 2, " (standard deviations with ddof = 1)")
     return _attr(params, x, grids, cfg)
 
 

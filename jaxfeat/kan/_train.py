@@ -29,6 +29,7 @@ from jaxfeat.kan._model import (
     _apply_from_features,
     _check_net,
     _first_layer_features,
+    float_inputs,
     kan_layer_inputs,
     layer_edges,
 )
@@ -165,12 +166,14 @@ def kan_regularization(
     checks.check_ndim("x", x, 2, "(N, d)")
     if np.shape(x)[1] != cfg.widths[0]:
         raise ValueError(f"x: expected {cfg.widths[0]} features; got {np.shape(x)[1]}")
+    _check_not_empty(x)
     checks.check_finite("x", x)
     _check_net(params, grids, cfg)
     checks.check_positive("l1", l1, strict=False)
     checks.check_positive("entropy", entropy, strict=False)
     if weights is not None:
         _check_weights(weights, np.shape(x)[0])
+    x = float_inputs(x, params[0].spline_weight.dtype)
     return _regularization(params, x, grids, cfg, l1, entropy, weights)
 
 
@@ -195,8 +198,14 @@ def _regularization(params, x, grids, cfg, l1, entropy, weights=None):
     return total
 
 
+def _check_not_empty(x):
+    if np.shape(x)[0] == 0:
+        raise ValueError(f"x: expected at least 1 sample; got shape {np.shape(x)}")
+
+
 def _check_data(x, y, weights, cfg, tcfg):
     checks.check_ndim("x", x, 2, "(N, d)")
+    _check_not_empty(x)
     n, d = np.shape(x)
     if d != cfg.widths[0]:
         raise ValueError(f"x: expected {cfg.widths[0]} features; got {d}")
@@ -253,9 +262,10 @@ def train_kan(
     """
     _check_data(x, y, weights, cfg, train_cfg)
     _check_net(params, grids, cfg)
-    return _train(
-        key, params, jnp.asarray(x), jnp.asarray(y), grids, weights, cfg, train_cfg
-    )
+    x = float_inputs(x, params[0].spline_weight.dtype)
+    if weights is not None:
+        weights = jnp.asarray(weights)  # a list has no .astype
+    return _train(key, params, x, jnp.asarray(y), grids, weights, cfg, train_cfg)
 
 
 # Largest first-layer feature table (N * d * (G + K + 1) floats) precomputed before the

@@ -164,3 +164,27 @@ def test_kan_si_agrees_between_bases_on_a_constant_column(x64):
     for basis in ("de_boor", "uniform"):
         slope = jax.grad(edge)(0.0, basis)
         np.testing.assert_allclose(slope, right_fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        np.cumsum([0.0] + [1e-6, 3e-6] * 4),  # small steps, uneven
+        1e6 + np.array([0.0, 1, 3, 4, 6, 7, 9, 10, 12]),  # large offset, uneven
+    ],
+)
+def test_is_uniform_is_relative_to_the_step(x64, grid):
+    """The tolerance rtol * max(|g|, 1) passed these uneven grids, and the uniform
+    path then returned basis values off by 0.75 (small steps) or 0.67 (offset)."""
+    g = jnp.asarray(grid)[None]
+    x = jnp.linspace(grid[2], grid[-3], 7)[:, None]
+    with pytest.raises(ValueError, match="^grid: method='uniform' needs"):
+        kan.bspline_basis(x, g, 2, method="uniform")
+    # the same shapes uniformly spaced still pass, at both scales
+    even = jnp.linspace(grid[0], grid[0] + 8 * (grid[1] - grid[0]), 9)[None]
+    x = jnp.linspace(even[0, 2], even[0, -3], 7)[:, None]
+    np.testing.assert_allclose(
+        kan.bspline_basis(x, even, 2, method="uniform"),
+        kan.bspline_basis(x, even, 2),
+        atol=1e-6,
+    )

@@ -375,3 +375,82 @@ def test_degenerate_grids_and_empty_samples_raise():
     np.testing.assert_allclose(b.sum(-1), 1.0, rtol=1e-6)
     with pytest.raises(ValueError, match="^x: expected at least one sample"):
         kan.grid_from_samples(jnp.zeros((0, 3)), 5, 3)
+
+
+def test_empty_integer_and_container_inputs(no_runtime_types):
+    """Found by review: empty x gave NaN or all-zero scores (baselines), a bare
+    ZeroDivisionError (train_kan) or 0.0 (kan_regularization); integer x (raw
+    sklearn digits are int64) failed inside SiLU; weights as a list, a 3-tuple
+    grid_range, a string scale_noise and sklearn's split() generator as folds
+    failed with errors naming nothing."""
+    params, grids, x, y = _setup()
+    predict = lambda xi: kan.kan_apply(params, xi, grids=grids, cfg=CFG)
+    with pytest.raises(ValueError, match="^x: expected at least 1 sample"):
+        kan.gradient_saliency(predict, x[:0])
+    with pytest.raises(ValueError, match="^x: expected at least 1 sample"):
+        kan.permutation_importance(
+            jax.random.key(0), predict, x[:0], y[:0], task="classification"
+        )
+    with pytest.raises(ValueError, match="^x: expected at least 1 sample"):
+        kan.train_kan(
+            jax.random.key(0), params, x[:0], y[:0], grids=grids, cfg=CFG, train_cfg=TC
+        )
+    with pytest.raises(ValueError, match="^x: expected at least 1 sample"):
+        kan.kan_regularization(params, x[:0], grids=grids, cfg=CFG)
+
+    xi = jnp.round(3 * x).astype(jnp.int32)
+    xf = xi.astype(jnp.float32)
+    np.testing.assert_array_equal(
+        kan.kan_apply(params, xi[0], grids=grids, cfg=CFG),
+        kan.kan_apply(params, xf[0], grids=grids, cfg=CFG),
+    )
+    for score in (kan.kan_l1, kan.kan_si, kan.kan_attr):
+        np.testing.assert_allclose(
+            score(params, xi, grids=grids, cfg=CFG),
+            score(params, xf, grids=grids, cfg=CFG),
+            rtol=1e-6,
+        )
+    np.testing.assert_allclose(
+        kan.gradient_saliency(predict, xi), kan.gradient_saliency(predict, xf)
+    )
+    w = [1.0] * 12
+    trained = kan.train_kan(
+        jax.random.key(0), params, xi, y, grids=grids, cfg=CFG, train_cfg=TC, weights=w
+    )
+    want = kan.train_kan(
+        jax.random.key(0), params, xf, y, grids=grids, cfg=CFG, train_cfg=TC
+    )
+    np.testing.assert_allclose(trained[1], want[1], rtol=1e-6)
+
+    with pytest.raises(ValueError, match="^grid_range: expected a pair"):
+        kan.KANConfig(widths=(4, 3), grid_range=(0, 1, 2))
+    with pytest.raises(TypeError, match="^scale_noise: expected a number"):
+        kan.KANConfig(widths=(4, 3), scale_noise="a")
+
+    from sklearn.model_selection import KFold
+
+    x2 = np.asarray(jax.random.normal(jax.random.key(2), (30, 4)))
+    y2 = np.arange(30) % 3
+    folds = KFold(3, shuffle=True, random_state=0).split(x2)
+    assert not isinstance(folds, list)  # a generator
+    got = kan.crossval_feature_scores(
+        jax.random.key(0),
+        x2,
+        y2,
+        folds,
+        cfg=CFG,
+        train_cfg=TC,
+        methods=("kan_l1",),
+        progress=False,
+    )
+    want = kan.crossval_feature_scores(
+        jax.random.key(0),
+        x2,
+        y2,
+        list(KFold(3, shuffle=True, random_state=0).split(x2)),
+        cfg=CFG,
+        train_cfg=TC,
+        methods=("kan_l1",),
+        progress=False,
+    )
+    np.testing.assert_allclose(got.per_fold["kan_l1"], want.per_fold["kan_l1"])
