@@ -75,7 +75,13 @@ def check_targets(name_x: str, x, name_y: str, y, *, model, params, loss) -> Non
     Shapes and dtypes are checked at trace time; values only when concrete.
     """
     check_data(name_x, x, name_y, y)
-    out = output_shape(model, params, x)
+    try:
+        out = output_shape(model, params, x)
+    except (TypeError, ValueError) as err:  # e.g. a feature size unlike the model's
+        raise ValueError(
+            f"{name_x}: the model fails on one example of shape "
+            f"{jnp.shape(x)[1:]}: {err}"
+        ) from err
     if not out:
         raise ValueError(
             "model: expected an output of shape (k,) (or (T, k) for a sequence) per "

@@ -492,6 +492,10 @@ def test_empty_batches_scalar_outputs_and_bad_leaves_are_named(key):
     with pytest.raises(ValueError, match="^params: expected finite"):
         influence.pbrf_objective(nan_params, params, x, y, x[0], y[0], 0.1, **kw)
 
+    wide = jnp.ones((3, x.shape[1] + 1))  # queries and training set agree, not f
+    with pytest.raises(ValueError, match=r"^x_query: the model fails on one example"):
+        influence.pairwise_scores(state, params, wide, y[:3], wide, y[:3])
+
     ints = jax.tree_util.tree_map(lambda a: jnp.ones(a.shape, jnp.int32), params)
     with pytest.raises(TypeError, match="^v: expected floating-point leaves"):
         influence.ihvp(state, ints)
