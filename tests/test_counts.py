@@ -85,3 +85,11 @@ def test_integer_like_counts_are_accepted(no_runtime_types):
         got = influence.sinkhorn(jnp.ones((3, 3)), n_iter=k)[0]
         want = influence.sinkhorn(jnp.ones((3, 3)), n_iter=2)[0]
         np.testing.assert_array_equal(got, want)
+
+
+def test_bool_depth_raises(no_runtime_types):
+    """depth=True passed as depth 1 (np.mod(True, 1) == 0)."""
+    with pytest.raises(TypeError, match="^depth: expected an integer"):
+        linear_ssl.critical_time(1.0, 0.5, 1e-3, True, objective="jepa")
+    with pytest.raises(TypeError, match="^depth: expected an integer"):
+        linear_ssl.init_aligned(0.1, d=2, depth=np.bool_(True))

@@ -99,6 +99,8 @@ def check_int_at_least(name: str, value, minimum: int) -> None:
     if not is_concrete(value):
         return
     v = np.asarray(value)
+    if v.dtype == bool:  # True would pass as 1
+        raise TypeError(f"{name}: expected an integer; got {value!r}")
     if not np.issubdtype(v.dtype, np.integer):
         if not np.all(np.equal(np.mod(v, 1), 0)):
             raise TypeError(f"{name}: expected an integer; got {value!r}")
