@@ -33,12 +33,16 @@ REGISTRY: dict[str, "Experiment"] = {}
 
 @dataclasses.dataclass
 class Claim:
-    """One tested statement. `kind` is "check" (must hold) or "finding" (reported)."""
+    """One tested statement. `kind` is "check" (must hold) or "finding" (reported).
+
+    A claim not evaluated at this scale (`checked=False`) is written with
+    `passed: null`, so no reader of results.json takes it for a failure.
+    """
 
     id: str
     kind: str
     statement: str
-    passed: bool
+    passed: bool | None
     measured: Any
     expected: Any
     checked: bool = True
@@ -47,7 +51,7 @@ class Claim:
     def __post_init__(self):
         if self.kind not in ("check", "finding"):
             raise ValueError(f"kind: expected 'check' or 'finding'; got {self.kind!r}")
-        self.passed = bool(self.passed)
+        self.passed = bool(self.passed) if self.checked else None
 
 
 @dataclasses.dataclass

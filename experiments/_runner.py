@@ -104,12 +104,15 @@ def reproduce(args) -> int:
         return 2
     out_root = Path(args.out)
     crashed, failed = [], []
-    bar = tqdm(names, desc="jaxfeat reproduce", unit="exp")
+    bar = tqdm(names, desc="jaxfeat reproduce", unit="exp", disable=args.no_progress)
     for name in bar:
         exp = registry[name]
         bar.set_postfix_str(name)
         if not args.force and is_current(exp, out_root, args.scale, args.seed, exp.x64):
             tqdm.write(f"[{exp.slug}] up to date, skipped (--force reruns)")
+            # a check that failed in the kept results still fails this run
+            if failed_checks(_load(out_root / exp.slug / "results.json")):
+                failed.append(name)
             continue
         argv = [
             "--scale",
@@ -213,11 +216,13 @@ def write_report(
             sections += ["", table.strip()]
         sections += ["", f"![{exp.name}]({exp.slug}/figure.png)", ""]
     n_pass = sum(s == "PASS" for _, s in summary)
+    n_na = sum(s == "n/a" for _, s in summary)
     n_fail_check = sum(k == "check" and s != "PASS" and s != "n/a" for k, s in summary)
     n_fail_find = sum(k == "finding" and s != "PASS" and s != "n/a" for k, s in summary)
     lines += [
-        f"**{n_pass} of {len(summary)} claims pass**; failed checks: "
+        f"**{n_pass} of {len(summary) - n_na} claims pass**; failed checks: "
         f"{n_fail_check}; findings that did not reproduce: {n_fail_find}"
+        + (f"; not evaluated at this scale (n/a): {n_na}" if n_na else "")
         + (f"; experiments that crashed: {', '.join(crashed)}" if crashed else "")
         + ".",
         "",

@@ -144,3 +144,25 @@ def test_code_version_covers_pillar_helpers(tmp_path, monkeypatch):
     finally:
         helper.write_bytes(original)
     assert _common.code_version(exp) == before
+
+
+def test_resume_keeps_the_exit_code_of_a_failed_check(tmp_path, capsys):
+    """A rerun skipped the up-to-date results and exited 0 although they held a
+    failed check (REPORT.md in the same folder said FAIL)."""
+    assert _reproduce(tmp_path) == 0
+    res = tmp_path / "linear_ssl" / NAME / "results.json"
+    data = json.loads(res.read_text())
+    check = next(c for c in data["claims"] if c["kind"] == "check")
+    check["passed"] = False
+    res.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert _reproduce(tmp_path) == 1
+    assert "up to date, skipped" in capsys.readouterr().out
+
+
+def test_unevaluated_claims_are_null_not_failed(tmp_path):
+    from experiments._common import Claim
+
+    c = Claim("LSSL-X", "check", "s", False, None, None, checked=False)
+    assert c.passed is None
+    assert Claim("LSSL-X", "check", "s", 0, None, None).passed is False
