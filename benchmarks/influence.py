@@ -18,6 +18,7 @@ Fisher (true labels, so both are deterministic), per-layer heuristic damping
 """
 
 import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -177,6 +178,16 @@ def main(argv=None):
     )
     ap.add_argument("--first-call-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    reference = None if args.smoke else importlib.util.find_spec("kronfluence")
+    if not args.smoke and not args.first_call_only and reference is None:
+        # without the reference the headline (speedup, Pearson) cannot be measured
+        msg = (
+            "kronfluence is not installed (`pip install torch==2.13.0 "
+            "kronfluence==1.0.1`): the comparison is skipped"
+        )
+        if args.out is None:
+            ap.error(f"{msg}; refusing to overwrite benchmarks/results/influence.json")
+        print(f"warning: {msg}", file=sys.stderr)
     args.out = str(out_path(args.out, "influence", args.smoke))
     n_train, n_query, repeats = args.n_train, args.n_query, args.repeats
     if args.smoke:
@@ -208,12 +219,7 @@ def main(argv=None):
     jf = {"fit": [], "score": [], "total": []}
     kf = {"fit": [], "score": [], "total": []}
     kscores = None
-    have_kf = not args.smoke
-    if have_kf:
-        try:
-            import kronfluence  # noqa: F401
-        except ImportError:
-            have_kf = False
+    have_kf = reference is not None
     for _ in range(repeats):
         scores, tf, ts = _jaxfeat_run(cfg, params, xtr, ytr, xq, yq)
         jf["fit"].append(tf)

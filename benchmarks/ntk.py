@@ -287,7 +287,7 @@ def main(argv=None):
     }
     if speedups:
         summary["speedup_vs_neural_tangents"] = float(min(speedups))
-        summary["speedup_vs_neural_tangents_max"] = float(max(speedups))
+        summary["max_speedup_vs_neural_tangents"] = float(max(speedups))
     for k, v in summary.items():
         print(f"{k:36s} {v:.4g}")
     path = write_json(

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import linear_ssl as bench
 
 
@@ -83,3 +85,17 @@ def test_influence_benchmark_smoke(tmp_path):
     for row in data["rows"]:
         assert row["min"] <= row["median"] <= row["max"]
     assert summary["jaxfeat_total_s"] > 0 and summary["n_query"] == 10
+
+
+def test_influence_benchmark_refuses_to_overwrite_results_without_kronfluence():
+    """Without kronfluence a full run silently dropped the comparison and would
+    have overwritten the committed headline (speedup, Pearson) without it."""
+    import importlib.util
+
+    from benchmarks import influence as inf_bench
+
+    if importlib.util.find_spec("kronfluence") is not None:
+        pytest.skip("kronfluence is installed: the comparison runs")
+    with pytest.raises(SystemExit) as err:
+        inf_bench.main(["--repeats", "1"])
+    assert err.value.code == 2
