@@ -1,4 +1,4 @@
-"""Only deep JEPA learns features in order of regression coefficient rho (equal lambda).
+"""JEPA learns features in order of regression coefficient rho (equal lambda); MAE not.
 
 Fig. 2 (b)/(e) of Littwin et al. 2024 (arXiv:2407.03475): with lambda = 1 for every
 feature, JEPA learns larger-rho features first, more so as depth grows; MAE is not
@@ -23,7 +23,7 @@ from jaxfeat import linear_ssl as ls
 # Spec table 3.1 (lambda = 1, eps = 1e-3, L = 4), rho = 1, 0.75, 0.5, 0.25; 5 digits.
 SPEC_JEPA_L4 = (32129.0, 35297.0, 43986.0, 75547.0)
 
-TITLE = "Only deep JEPA is greedy in regression coefficient rho"
+TITLE = "JEPA, more so when deep, is greedy in regression coefficient rho; MAE is not"
 X64 = True
 ORDER = 2  # position in `jaxfeat list` and REPORT.md
 
