@@ -48,6 +48,7 @@ from jaxfeat.influence._kfac import (
     kronecker_solve,
     pseudo_factors,
 )
+from jaxfeat.influence._krylov import arnoldi, power_iteration
 from jaxfeat.influence._stream import stream_sum
 from jaxfeat.influence._taps import (
     find_dense_layers,
@@ -192,66 +193,6 @@ def _tree_axpy(a, x, y):
     return jax.tree_util.tree_map(lambda xi, yi: a * xi + yi, x, y)
 
 
-def _power_iteration(matvec, v0, n_iter: int = 30) -> Array:
-    def body(_, v):
-        w = matvec(v)
-        return w / jnp.maximum(jnp.linalg.norm(w), jnp.finfo(w.dtype).tiny)
-
-    v = lax.fori_loop(0, n_iter, body, v0 / jnp.linalg.norm(v0))
-    return jnp.vdot(v, matvec(v))
-
-
-def _arnoldi(matvec, p: int, n_iter: int, rank: int, dtype):
-    """Top-`rank` eigenpairs (by magnitude) of a symmetric operator from Arnoldi.
-
-    Full re-orthogonalisation (two Gram-Schmidt passes) keeps the Krylov basis
-    orthonormal; the start vector is the normalised all-ones vector (deterministic).
-    At most `p` steps run: a basis of R^p has at most `p` vectors. The Krylov space
-    can close early (a curvature of rank r < `n_iter` - 1, e.g. few examples): when
-    the new direction is round-off (`beta <= 100 eps |G q_j|`) the space is invariant
-    and its Ritz pairs exact, so the iteration restarts from a fixed pseudo-random
-    vector orthogonal to the basis (with a zero sub-diagonal entry), instead of
-    normalising round-off into a spurious basis vector, which gave Ritz values above
-    the largest eigenvalue. Eigenpairs are kept by |eigenvalue|: for an indefinite
-    Hessian the large negative ones dominate the damped inverse as much as the large
-    positive ones (as Schioppa et al.'s `distill`).
-    """
-    n_iter = min(n_iter, p)
-    basis = (
-        jnp.zeros((n_iter + 1, p), dtype).at[0].set(jnp.ones(p, dtype) / math.sqrt(p))
-    )
-    hess = jnp.zeros((n_iter + 1, n_iter), dtype)
-    tol = 100 * jnp.finfo(dtype).eps
-    restart_key = jax.random.key(0)
-
-    def orthogonalise(basis, w, mask):  # two classical Gram-Schmidt passes
-        h = (basis @ w) * mask
-        w = w - basis.T @ h
-        h2 = (basis @ w) * mask
-        return w - basis.T @ h2, h + h2
-
-    def body(j, carry):
-        basis, hess = carry
-        gq = matvec(basis[j])
-        mask = (jnp.arange(n_iter + 1) <= j).astype(dtype)
-        w, h = orthogonalise(basis, gq, mask)
-        beta = jnp.linalg.norm(w)
-        closed = beta <= tol * jnp.linalg.norm(gq)
-        r = jax.random.normal(jax.random.fold_in(restart_key, j), (p,), dtype)
-        r, _ = orthogonalise(basis, r, mask)
-        r_norm = jnp.linalg.norm(r)
-        fresh = jnp.where(r_norm > tol * math.sqrt(p), r / r_norm, 0.0)  # 0: R^p done
-        nxt = jnp.where(closed, fresh, w / jnp.maximum(beta, jnp.finfo(dtype).tiny))
-        hess = hess.at[:, j].set(h).at[j + 1, j].set(jnp.where(closed, 0.0, beta))
-        return basis.at[j + 1].set(nxt), hess
-
-    basis, hess = lax.fori_loop(0, n_iter, body, (basis, hess))
-    h = hess[:n_iter]
-    evals, evecs = linalg.eigh(0.5 * (h + h.T))
-    top = jnp.argsort(-jnp.abs(evals))[:rank]
-    return DenseFactors(basis[:n_iter].T @ evecs[:, top], evals[top])
-
-
 # ----------------------------------------------------------------------- fit
 
 
@@ -284,13 +225,15 @@ def _fit(model, params, x, y, key, cfg: IHVPConfig, layers=()):
         lam = jnp.asarray(cfg.damping, flat.dtype)
     matvec = lambda u: ravel_pytree(curvature_vp(model, cfg, op, unravel(u)))[0]
     if cfg.strategy == "arnoldi":
-        factors = _arnoldi(
-            matvec, flat.shape[0], cfg.arnoldi_iters, cfg.arnoldi_rank, flat.dtype
+        factors = DenseFactors(
+            *arnoldi(
+                matvec, flat.shape[0], cfg.arnoldi_iters, cfg.arnoldi_rank, flat.dtype
+            )
         )
         return factors, lam
     if cfg.strategy == "lissa":
         top = jnp.abs(
-            _power_iteration(lambda u: matvec(u) + lam * u, jnp.ones_like(flat))
+            power_iteration(lambda u: matvec(u) + lam * u, jnp.ones_like(flat))
         )
         if cfg.lissa_scale is None:
             scale = 1.5 * top
