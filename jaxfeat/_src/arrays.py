@@ -6,17 +6,18 @@ import numpy as np
 from jax.typing import DTypeLike
 
 
-def as_float(x, dtype: DTypeLike | None = None):
+def as_float(x, dtype: DTypeLike | None = None, *, non_float: DTypeLike | None = None):
     """`x` as a floating array: `dtype` if given, else its own float dtype.
 
-    Integer and boolean inputs (and Python numbers) become the default float,
-    `jnp.result_type(float)`: float32, or float64 when x64 is on.
+    Integer and boolean inputs (and Python numbers) become `non_float`, by default
+    the default float `jnp.result_type(float)`: float32, or float64 when x64 is on
+    (pass the parameters' dtype to keep a model's dtype for integer samples).
     """
     if dtype is not None:
         return jnp.asarray(x, dtype=dtype)
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
+        x = x.astype(default_float(non_float))
     return x
 
 

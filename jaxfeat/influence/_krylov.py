@@ -61,12 +61,18 @@ def arnoldi(matvec, p: int, n_iter: int, rank: int, dtype) -> tuple[Array, Array
         w, h = orthogonalise(basis, gq, mask)
         beta = jnp.linalg.norm(w)
         closed = beta <= tol * jnp.linalg.norm(gq)
-        weight = mask @ basis**2  # how much of each coordinate the basis holds
-        r = jax.nn.one_hot(jnp.argmin(weight), p, dtype=dtype)
-        r, _ = orthogonalise(basis, r, mask)
-        r_norm = jnp.linalg.norm(r)
-        fresh = jnp.where(r_norm > tol, r / r_norm, 0.0)  # 0: the basis spans R^p
-        nxt = jnp.where(closed, fresh, w / jnp.maximum(beta, jnp.finfo(dtype).tiny))
+
+        def restart():
+            weight = mask @ basis**2  # how much of each coordinate the basis holds
+            r = jax.nn.one_hot(jnp.argmin(weight), p, dtype=dtype)
+            r, _ = orthogonalise(basis, r, mask)
+            r_norm = jnp.linalg.norm(r)
+            return jnp.where(r_norm > tol, r / r_norm, 0.0)  # 0: the basis spans R^p
+
+        # the restart's extra Gram-Schmidt runs only when the space closed
+        nxt = lax.cond(
+            closed, restart, lambda: w / jnp.maximum(beta, jnp.finfo(dtype).tiny)
+        )
         hess = hess.at[:, j].set(h).at[j + 1, j].set(jnp.where(closed, 0.0, beta))
         return basis.at[j + 1].set(nxt), hess
 

@@ -14,13 +14,12 @@ from jaxtyping import ArrayLike
 
 from jaxfeat._src import checks
 from jaxfeat._src.arrays import as_float
-from jaxfeat.kan._train import _TASKS, kan_loss
+from jaxfeat.kan._train import _TASKS, _check_not_empty, kan_loss
 
 
 def _check_xy(x, y):
     checks.check_ndim("x", x, 2, "(N, d)")
-    if np.shape(x)[0] == 0:
-        raise ValueError(f"x: expected at least 1 sample; got shape {np.shape(x)}")
+    _check_not_empty(x)
     checks.check_finite("x", x)
     if y is not None and np.shape(y) != (np.shape(x)[0],):
         raise ValueError(f"y: expected shape ({np.shape(x)[0]},); got {np.shape(y)}")

@@ -25,6 +25,7 @@ import numpy as np
 from jaxtyping import ArrayLike
 
 from jaxfeat._src import checks
+from jaxfeat._src.arrays import as_float
 from jaxfeat.kan._bspline import (
     _basis_lead,
     _check_grid,
@@ -223,16 +224,6 @@ def _check_net(params, grids, cfg, x=None):
         )
 
 
-def float_inputs(x, dtype) -> jax.Array:
-    """`x` as a JAX array, integer or boolean samples as `dtype` floats.
-
-    E.g. scikit-learn's raw digits (int64): the SiLU branch and KAN-SI's gradient
-    need floats, and `bspline_basis` already converts.
-    """
-    x = jnp.asarray(x)
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(dtype)
-
-
 def layer_edges(
     layer: KANLayer,
     grid: ArrayLike,
@@ -262,7 +253,9 @@ def layer_edges(
     h = np.shape(layer.base_weight)[0] if np.ndim(layer.base_weight) else 0
     _check_layer("layer", layer, d, h, m - order - 1)
     _check_uniform("grid", grid, basis)
-    return _edges(layer, grid, float_inputs(x, layer.spline_weight.dtype), order, basis)
+    return _edges(
+        layer, grid, as_float(x, non_float=layer.spline_weight.dtype), order, basis
+    )
 
 
 def _basis_values(x, grid, order, basis):
@@ -333,7 +326,9 @@ def kan_apply(
     """
     _check_net(params, grids, cfg, x)
     checks.check_finite("x", x)
-    return _apply(params, float_inputs(x, params[0].spline_weight.dtype), grids, cfg)
+    return _apply(
+        params, as_float(x, non_float=params[0].spline_weight.dtype), grids, cfg
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
@@ -348,7 +343,9 @@ def kan_layer_inputs(params, x, *, grids, cfg) -> tuple[jax.Array, ...]:
     """The input of every layer for one example (`x` first, then hidden activations)."""
     _check_net(params, grids, cfg, x)
     checks.check_finite("x", x)
-    return _inputs(params, float_inputs(x, params[0].spline_weight.dtype), grids, cfg)
+    return _inputs(
+        params, as_float(x, non_float=params[0].spline_weight.dtype), grids, cfg
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))

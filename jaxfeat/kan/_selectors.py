@@ -26,11 +26,11 @@ import numpy as np
 from jaxtyping import ArrayLike
 
 from jaxfeat._src import checks
+from jaxfeat._src.arrays import as_float
 from jaxfeat.kan._model import (
     KANConfig,
     _check_net,
     _layer_apply,
-    float_inputs,
     kan_apply,
     kan_layer_inputs,
     layer_edges,
@@ -62,7 +62,7 @@ def _check_x(x, cfg, params, grids, min_n=1, why=""):
         )
     checks.check_finite("x", x)
     _check_net(params, grids, cfg)
-    return float_inputs(x, params[0].spline_weight.dtype)
+    return as_float(x, non_float=params[0].spline_weight.dtype)
 
 
 def first_layer_edges(params, x: ArrayLike, *, grids, cfg: KANConfig) -> jax.Array:

@@ -24,12 +24,12 @@ import optax
 from jaxtyping import ArrayLike
 
 from jaxfeat._src import checks
+from jaxfeat._src.arrays import as_float
 from jaxfeat.kan._model import (
     KANConfig,
     _apply_from_features,
     _check_net,
     _first_layer_features,
-    float_inputs,
     kan_layer_inputs,
     layer_edges,
 )
@@ -173,7 +173,7 @@ def kan_regularization(
     checks.check_positive("entropy", entropy, strict=False)
     if weights is not None:
         _check_weights(weights, np.shape(x)[0])
-    x = float_inputs(x, params[0].spline_weight.dtype)
+    x = as_float(x, non_float=params[0].spline_weight.dtype)
     return _regularization(params, x, grids, cfg, l1, entropy, weights)
 
 
@@ -262,7 +262,7 @@ def train_kan(
     """
     _check_data(x, y, weights, cfg, train_cfg)
     _check_net(params, grids, cfg)
-    x = float_inputs(x, params[0].spline_weight.dtype)
+    x = as_float(x, non_float=params[0].spline_weight.dtype)
     if weights is not None:
         weights = jnp.asarray(weights)  # a list has no .astype
     return _train(key, params, x, jnp.asarray(y), grids, weights, cfg, train_cfg)
