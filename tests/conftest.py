@@ -3,10 +3,13 @@
 import os
 import zlib
 
-# The suite is dominated by XLA compile time on small programs; LLVM's -O0 compiles
-# them several times faster (random-number programs: 1.6 s -> 0.2 s) and runs them
-# fast enough. Set before jax initialises its backend; an explicit XLA_FLAGS wins.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+from jaxfeat._src.testing import fast_compile_xla_flags
+
+# The suite is dominated by XLA compile time on small programs (see
+# fast_compile_xla_flags). Set before jax initialises its backend; an explicit
+# XLA_FLAGS wins. pytest-xdist's workers inherit it from the main process.
+if "XLA_FLAGS" not in os.environ:
+    os.environ["XLA_FLAGS"] = fast_compile_xla_flags()
 
 import chex  # noqa: E402
 import jax  # noqa: E402
