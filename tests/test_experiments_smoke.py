@@ -1,6 +1,7 @@
 """Every registered experiment runs at smoke scale, writes valid results and passes."""
 
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -12,9 +13,11 @@ CLAIM_KEYS = {"id", "kind", "statement", "passed", "measured", "expected"}
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_smoke_run(name, tmp_path):
+def test_smoke_run(name, tmp_path, capfd):
     exp = REGISTRY[name]
     results = exp.main(["--smoke", "--no-progress", "--out-dir", str(tmp_path)])
+    bars = re.findall(r"[^\n\r]*\d+%\|", capfd.readouterr().err)
+    assert not bars, f"--no-progress still drew progress bars: {bars[:2]}"
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["experiment"] == name == results["experiment"]
     for key in ("config", "environment", "metrics", "claims"):

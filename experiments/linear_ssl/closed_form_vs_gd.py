@@ -67,7 +67,7 @@ def _grid(cfg):
     return [jnp.asarray(c) for c in zip(*pts, strict=True)]
 
 
-def _gd(cfg, spec, objective):
+def _gd(cfg, spec, objective, progress):
     cov = ls.population_covariances(spec)
     t_cf = ls.critical_time(spec.lam, spec.rho, cfg.eps, cfg.depth, objective=objective)
     t_end = float(t_cf.max()) + (
@@ -79,7 +79,9 @@ def _gd(cfg, spec, objective):
     per_chunk = int(np.ceil(t_end / cfg.lr / cfg.n_chunks / log_every)) * log_every
     state = ls.init_gd(ls.init_aligned(cfg.eps, d=len(cfg.lams), depth=cfg.depth))
     gcfg = ls.GDConfig(objective=objective, n_steps=per_chunk, log_every=log_every)
-    final, log = ls.run_gd(state, cov, cfg.lr, cfg=gcfg, n_chunks=cfg.n_chunks)
+    final, log = ls.run_gd(
+        state, cov, cfg.lr, cfg=gcfg, n_chunks=cfg.n_chunks, progress=progress
+    )
     return final, log, t_cf
 
 
@@ -153,7 +155,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     spec = ls.mode_spec(jnp.asarray(cfg.lams), jnp.asarray(cfg.rhos))
     fig, axes = new_figure(1, 2)
     for ax, obj in zip(axes[0], ("jepa", "mae"), strict=True):
-        final, log, t_cf = _gd(cfg, spec, obj)
+        final, log, t_cf = _gd(cfg, spec, obj, progress)
         fp = ls.fixed_point(spec.rho, cfg.depth, objective=obj)
         diag = jnp.diagonal(log.encoder, axis1=1, axis2=2)
         cross = jax.vmap(ls.first_crossing_time, in_axes=(None, 1, 0))

@@ -96,7 +96,7 @@ def sample_views(key, X, P, gamma, cfg, kind):
     return view(kx), view(ky)
 
 
-def _learning_times(cfg, cov, objective):
+def _learning_times(cfg, cov, objective, progress):
     k = cov.xx.shape[0]
     state = ls.init_gd(ls.init_aligned(cfg.eps, d=k, depth=cfg.depth))
     lam = jnp.diag(cov.yx)
@@ -109,7 +109,9 @@ def _learning_times(cfg, cov, objective):
     every = 10
     steps = int(np.ceil(t_end / cfg.lr / cfg.n_chunks / every)) * every
     gcfg = ls.GDConfig(objective=objective, n_steps=steps, log_every=every)
-    _, log = ls.run_gd(state, cov, cfg.lr, cfg=gcfg, n_chunks=cfg.n_chunks)
+    _, log = ls.run_gd(
+        state, cov, cfg.lr, cfg=gcfg, n_chunks=cfg.n_chunks, progress=progress
+    )
     diag = jnp.diagonal(log.encoder, axis1=1, axis2=2)
     final = diag[-1]
     t = jax.vmap(ls.first_crossing_time, in_axes=(None, 1, 0))(log.t, diag, 0.5 * final)
@@ -144,7 +146,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
             "spearman_lam_rho": _spearman(lam, rho),
         }
         for obj in ("jepa", "mae"):
-            t, t_est, _ = _learning_times(cfg, cov, obj)
+            t, t_est, _ = _learning_times(cfg, cov, obj, progress)
             res[obj] = {
                 "t": t,
                 "t_diag_theory": t_est,

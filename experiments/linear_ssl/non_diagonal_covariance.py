@@ -70,7 +70,9 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         every = 10 if obj == "jepa" else 1  # MAE curves are fast: log every step
         steps = int(cfg.t_end / cfg.lr) // cfg.n_chunks // every * every
         gcfg = ls.GDConfig(objective=obj, n_steps=steps, log_every=every)
-        final, log = ls.sweep_gd(state, batch, cfg.lr, cfg=gcfg, n_chunks=cfg.n_chunks)
+        final, log = ls.sweep_gd(
+            state, batch, cfg.lr, cfg=gcfg, n_chunks=cfg.n_chunks, progress=progress
+        )
         res = {
             "t_gd": [],
             "t_pred": [],

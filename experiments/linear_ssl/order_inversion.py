@@ -41,7 +41,7 @@ SCALES = {
 }
 
 
-def _gd_times(cfg, spec, objective):
+def _gd_times(cfg, spec, objective, progress):
     cov = ls.population_covariances(spec)
     t_cf = ls.critical_time(
         spec.lam, spec.rho, cfg.gd_eps, cfg.gd_depth, objective=objective
@@ -50,7 +50,9 @@ def _gd_times(cfg, spec, objective):
     n_chunk = -(-n_total // cfg.gd_chunks)
     state = ls.init_gd(ls.init_aligned(cfg.gd_eps, d=4, depth=cfg.gd_depth))
     gcfg = ls.GDConfig(objective=objective, n_steps=n_chunk, log_every=1)
-    _, log = ls.run_gd(state, cov, cfg.gd_lr, cfg=gcfg, n_chunks=cfg.gd_chunks)
+    _, log = ls.run_gd(
+        state, cov, cfg.gd_lr, cfg=gcfg, n_chunks=cfg.gd_chunks, progress=progress
+    )
     w_inf = ls.fixed_point(spec.rho, cfg.gd_depth, objective=objective).wbar
     diag = jnp.diagonal(log.encoder, axis1=1, axis2=2)
     cross = jax.vmap(ls.first_crossing_time, in_axes=(None, 1, 0))
@@ -118,7 +120,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     ]
     gd = {}
     for obj in ("jepa", "mae"):
-        t_gd, first_order, log = _gd_times(cfg, spec, obj)
+        t_gd, first_order, log = _gd_times(cfg, spec, obj, progress)
         gd[obj] = (t_gd, first_order, log)
         resid = float(jnp.max(jnp.abs(t_gd - first_order)))
         claims.append(

@@ -73,14 +73,16 @@ def _inits(cfg, key, kind, depth):
     return jax.vmap(perturb)(keys)
 
 
-def _run(cfg, cov, params, objective):
+def _run(cfg, cov, params, objective, progress):
     state = jax.vmap(ls.init_gd)(params)
     n = cfg.n_seeds
     covs = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n, *a.shape)), cov)
     steps = int(cfg.t_end / cfg.lr)
     per_chunk = steps // cfg.n_chunks // 100 * 100
     gcfg = ls.GDConfig(objective=objective, n_steps=per_chunk, log_every=100)
-    _, log = ls.sweep_gd(state, covs, cfg.lr, cfg=gcfg, n_chunks=cfg.n_chunks)
+    _, log = ls.sweep_gd(
+        state, covs, cfg.lr, cfg=gcfg, n_chunks=cfg.n_chunks, progress=progress
+    )
     sv = jnp.linalg.svd(log.encoder, compute_uv=False)  # (seeds, t, 2)
     return log.t[0], sv
 
@@ -103,7 +105,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
             "sij,sjk->sik", params.V, jax.vmap(ls.encoder_matrix)(params)
         )
         det_positive[name] = np.asarray(jnp.linalg.det(head_map) > 0)
-        t, sv = _run(cfg, cov, params, obj)
+        t, sv = _run(cfg, cov, params, obj, progress)
         target = ls.fixed_point(spec.rho, depth, objective=obj).wbar  # per mode
         low = float(jnp.min(target))
         out[name] = (t, sv, low)
