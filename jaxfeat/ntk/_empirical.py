@@ -131,6 +131,13 @@ def _check_structure(taps, params, x):
         )
 
 
+def _jacobian_rows(x1, x2, block_size) -> int:
+    """Examples whose Jacobians `"jacobian"` holds at once (both blocks if blocked)."""
+    if block_size is not None:
+        return 2 * block_size  # blocks are edge-padded to block_size rows
+    return x1.shape[0] + (0 if x2 is None else x2.shape[0])
+
+
 def choose_method(
     params,
     x_shape: tuple[int, ...],
@@ -139,7 +146,18 @@ def choose_method(
     has_structure: bool,
     max_jacobian_floats: int = 2**27,
 ) -> str:
-    """The algorithm `method="auto"` uses (see the module docstring)."""
+    r"""The algorithm `method="auto"` uses (see the module docstring).
+
+    Args:
+      params: the model's parameters (their size $P$ counts).
+      x_shape: shape of the examples whose Jacobians `"jacobian"` would hold at
+        once: `(n + m, ...)` for `x1` of `n` and `x2` of `m` examples, `(n, ...)`
+        without `x2`, `(2 * block_size, ...)` when blocked (what `ntk_fn` passes).
+      n_out: outputs per example $k$.
+      has_structure: whether layer taps were given.
+      max_jacobian_floats: `"jacobian"` while (examples) $\times k \times P$ is at
+        most this.
+    """
     if has_structure:
         return "structured"
     if x_shape[0] * n_out * _n_params(params) <= max_jacobian_floats:
@@ -169,7 +187,9 @@ def empirical_ntk_fn(
       structure: layer taps `taps(params, x, deltas) -> (out, inputs,
         bias_scales)` of a dense network (e.g. `functools.partial(mlp_taps,
         cfg=cfg)`); required by `"structured"`.
-      max_jacobian_floats: `"auto"` uses `"jacobian"` while $N k P$ stays below.
+      max_jacobian_floats: `"auto"` uses `"jacobian"` while $N k P$ stays below,
+        $N$ the examples whose Jacobians are held at once ($n + m$, or
+        $2\times$`block_size` when blocked).
 
     Returns:
       `ntk_fn(params, x1, x2=None)` with `x1` of shape `(n, ...)` and `x2` of shape
@@ -219,7 +239,7 @@ def empirical_ntk_fn(
         if method == "auto":
             chosen = choose_method(
                 params,
-                x1.shape,
+                (_jacobian_rows(x1, x2, block_size), *x1.shape[1:]),
                 out_shape[0],
                 has_structure=structure is not None,
                 max_jacobian_floats=max_jacobian_floats,

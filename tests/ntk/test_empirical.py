@@ -103,6 +103,34 @@ def test_one_hidden_layer_hand_formula(key, x64):
     _assert_every_method_gives(cfg, params, x1, x2, hand)
 
 
+def test_auto_budgets_the_jacobians_of_both_inputs(key, monkeypatch):
+    """`"auto"` counts x2's Jacobians (and both blocks when blocked), not x1's alone."""
+    from jaxfeat.ntk import _empirical
+
+    cfg, params, x1, x2, f, _ = _setup(key)
+    calls, choose = [], _empirical.choose_method
+
+    def spy(params, x_shape, n_out, **kw):
+        calls.append((x_shape, choose(params, x_shape, n_out, **kw)))
+        return calls[-1][1]
+
+    monkeypatch.setattr(_empirical, "choose_method", spy)
+    n_params = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+    budget = x1.shape[0] * cfg.out_dim * n_params  # x1's Jacobians fit, x1's + x2's not
+    ref = ntk.empirical_ntk_fn(f, method="jacobian")(params, x1, x2)
+    for kw, x2_arg, rows, chosen in (
+        ({}, x2, 7 + 4, "ntvp"),
+        ({}, None, 7, "jacobian"),
+        ({"block_size": 3}, x2, 2 * 3, "jacobian"),
+        ({"block_size": 4}, x2, 2 * 4, "ntvp"),
+    ):
+        fn = ntk.empirical_ntk_fn(f, max_jacobian_floats=budget, **kw)
+        out = fn(params, x1, x2_arg)
+        assert calls[-1] == ((rows, 5), chosen), (kw, calls[-1])
+        if x2_arg is not None:
+            assert_close(out, ref)
+
+
 def test_blocking_and_auto(key, x64):
     cfg, params, x1, x2, f, taps = _setup(key)
     ref = ntk.empirical_ntk_fn(f, method="jacobian")(params, x1, x2)
