@@ -89,7 +89,9 @@ class GDLog(NamedTuple):
     r"""Logged trajectory of a gradient-descent run, `t` logged states.
 
     Attributes:
-      t: gradient-flow times $\eta \cdot$ step, shape `(t,)`.
+      t: gradient-flow times $\eta \cdot$ step, shape `(t,)`: the run's `lr` times
+        the steps since `init_gd`, so a run continued from another run's final
+        state with a different `lr` logs times in its own `lr`'s units.
       encoder: end-to-end encoders $\bar W$, shape `(t, d, d)`.
       head: predictor/decoder $V$, shape `(t, d, d)`.
       loss: population loss, shape `(t,)`.
