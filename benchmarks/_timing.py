@@ -40,14 +40,24 @@ def stats(samples: list[float]) -> dict:
     }
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """Achieved FLOP/s of a float32 `jnp.dot` of two n x n matrices on this device."""
+def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:
+    """Achieved FLOP/s of a float32 `jnp.dot` of two n x n matrices on this device.
+
+    Returns the benchmark row: `flop_per_s` from the fastest of `repeats` timed
+    products (a peak), and the median, min and max seconds of all of them.
+    """
     a = jax.random.normal(jax.random.key(0), (n, n))
     b = jax.random.normal(jax.random.key(1), (n, n))
     f = jax.jit(jax.numpy.dot)
     jax.block_until_ready(f(a, b))  # compile
-    best = min(time_call(lambda: f(a, b)) for _ in range(repeats))
-    return 2 * n**3 / best
+    t = stats([time_call(lambda: f(a, b)) for _ in range(repeats)])
+    return {
+        "task": "matmul_peak",
+        "impl": f"jnp.dot {n}x{n} float32",
+        "flop_per_s": 2 * n**3 / t["min"],
+        **{f"{k}_s": t[k] for k in ("median", "min", "max", "iqr")},
+        "n_repeats": t["n"],
+    }
 
 
 def out_path(out: str | None, name: str, smoke: bool) -> Path:

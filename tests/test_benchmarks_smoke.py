@@ -7,6 +7,14 @@ import pytest
 from benchmarks import linear_ssl as bench
 
 
+def _check_peak_row(data, n):
+    """The jnp.dot peak is a row like the others: FLOP/s of its fastest repeat."""
+    (row,) = [r for r in data["rows"] if r["task"] == "matmul_peak"]
+    assert row["min_s"] <= row["median_s"] <= row["max_s"]
+    assert row["flop_per_s"] == pytest.approx(2 * n**3 / row["min_s"], rel=1e-12)
+    assert data["summary"]["matmul_peak_flop_per_s"] == row["flop_per_s"]
+
+
 def test_linear_ssl_benchmark_smoke(tmp_path):
     out = tmp_path / "linear_ssl.json"
     bench.main(["--smoke", "--repeats", "1", "--out", str(out)])
@@ -26,6 +34,7 @@ def test_linear_ssl_benchmark_smoke(tmp_path):
         assert isinstance(summary[key], float) and summary[key] > 0
     # no time is asserted: only that ours and the reference agreed (checked inside)
     assert summary["critical_time_max_rel_err_vs_scipy"] < 1e-3
+    _check_peak_row(data, 512)
 
 
 def test_ntk_benchmark_smoke(tmp_path):
@@ -67,6 +76,7 @@ def test_kan_benchmark_smoke(tmp_path):
         "crossval_scoring_only_s",
     ):
         assert isinstance(summary[key], float) and summary[key] > 0
+    _check_peak_row(data, kan_bench.SIZES["smoke"]["peak_n"])
     assert {r["impl"] for r in data["rows"] if r["task"] == "train"} == {
         "jaxfeat",
         "jaxfeat_uniform",
