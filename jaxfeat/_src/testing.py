@@ -162,9 +162,10 @@ def fast_compile_xla_flags() -> str:
     LLVM's -O0 compiles them several times faster (random-number programs: 1.6 s ->
     0.2 s); XLA:CPU's loop emitters instead of its newer fusion emitters halve what
     is left (a smoke experiment: 23.8 s -> 14.5 s on 2 cores; the smoke reproduce's
-    claims measure the same but for round-off). XLA aborts on a flag it does not know, so the second flag is
-    probed in a subprocess first (a newer jaxlib may drop it). Costs one interpreter
-    start (about 2 s); call it once and pass the result through `XLA_FLAGS`.
+    claims measure the same but for round-off). XLA aborts on a flag it does not
+    know, so the second flag is probed in a subprocess first (a newer jaxlib may drop
+    it). Costs one interpreter start (about 2 s); call it once and pass the result
+    through `XLA_FLAGS`.
     """
     import os
     import subprocess
