@@ -129,3 +129,11 @@ def test_calls_from_many_threads_compile_once_and_tier_up_once(monkeypatch):
         np.testing.assert_allclose(out, _want(x, 2.0), atol=1e-6)
     assert f.tiers() == ["optimised"]
     assert compiles == [compile_options.FAST_COMPILE, compile_options.TIER_UP]
+
+
+def test_xla_flags_for_tests_drop_an_option_this_xla_lacks(monkeypatch):
+    from jaxfeat._src.testing import fast_compile_xla_flags
+
+    assert fast_compile_xla_flags().startswith("--xla_backend_optimization_level=0")
+    monkeypatch.setitem(compile_options.FAST_COMPILE, "xla_no_such_option", 1)
+    assert fast_compile_xla_flags() == "--xla_backend_optimization_level=0"

@@ -156,27 +156,27 @@ def run_on_cpu_devices(
 
 
 def fast_compile_xla_flags() -> str:
-    """XLA flags that cut compile time on CPU, each kept only if this jaxlib has it.
+    """`compile_options.FAST_COMPILE` as `XLA_FLAGS`, for test suites and smoke runs.
 
-    Test suites and smoke runs compile many small programs and run each briefly.
-    LLVM's -O0 compiles them several times faster (random-number programs: 1.6 s ->
-    0.2 s); XLA:CPU's loop emitters instead of its newer fusion emitters halve what
-    is left (a smoke experiment: 23.8 s -> 14.5 s on 2 cores; the smoke reproduce's
-    claims measure the same but for round-off). XLA aborts on a flag it does not
-    know, so the second flag is probed in a subprocess first (a newer jaxlib may drop
-    it). Costs one interpreter start (about 2 s); call it once and pass the result
-    through `XLA_FLAGS`.
+    They compile many small programs and run each briefly: on 2 cores the suite took
+    791 s instead of 1399 s (see `compile_options` for what each option does); the
+    smoke reproduce's claims measure the same but for round-off. XLA aborts on a
+    flag it does not know, so all but -O0 are probed in a subprocess first (a newer
+    jaxlib may drop one). Costs one interpreter start (about 2 s); call it once and
+    pass the result through `XLA_FLAGS`.
     """
     import os
     import subprocess
     import sys
 
-    flags = "--xla_backend_optimization_level=0"
-    extra = "--xla_cpu_use_fusion_emitters=false"
+    from jaxfeat._src.compile_options import FAST_COMPILE
+
+    flags = [f"--{k}={str(v).lower()}" for k, v in FAST_COMPILE.items()]
+    o0 = [f for f in flags if f.startswith("--xla_backend_optimization_level=")]
     probe = subprocess.run(
         [sys.executable, "-c", "import jax.numpy as j; j.ones(2).block_until_ready()"],
-        env=dict(os.environ, XLA_FLAGS=f"{flags} {extra}", JAX_PLATFORMS="cpu"),
+        env=dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu"),
         capture_output=True,
         timeout=300,
     )
-    return f"{flags} {extra}" if probe.returncode == 0 else flags
+    return " ".join(flags if probe.returncode == 0 else o0)
