@@ -149,8 +149,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     kron_strong = {"ekfac": float("nan"), "kfac": float("nan")}
     if cfg.extras:
         xs, ys, xsq, ysq = _problem(k_strong, n, d, nq, cfg.strong_logit_std)
-        ys = ys.astype(xs.dtype)
-        theta_s, _ = newton(jnp.zeros(d), xs, ys, jnp.ones(n), lam, 40)
+        ys_f = ys.astype(xs.dtype)  # Newton: float labels; influence: integer
+        theta_s, _ = newton(jnp.zeros(d), xs, ys_f, jnp.ones(n), lam, 40)
         kron_strong, _ = _kron_vs_ggn(xs, ys, xsq, ysq, theta_s)
 
     claims = [
