@@ -61,7 +61,8 @@ class IHVPConfig:
       lissa_iters: LiSSA recursion depth.
       lissa_scale: LiSSA scale, above $\lambda_{\max}(G + \lambda I)$; `None`:
         1.5 x a 30-step power-iteration estimate at fit time. A scale at or
-        below half that estimate diverges and is refused by `fit_curvature`.
+        below half that estimate diverges and is refused by `fit_curvature`;
+        a solve whose residual outgrows $v$ (diverged) returns NaN.
       arnoldi_iters: Arnoldi (Krylov) iterations, at least `arnoldi_rank`; at
         most the parameter count $p$ of them run (the Krylov space is then all
         of $\mathbb{R}^p$).

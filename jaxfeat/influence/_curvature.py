@@ -48,7 +48,7 @@ from jaxfeat.influence._kfac import (
     kronecker_solve,
     pseudo_factors,
 )
-from jaxfeat.influence._krylov import arnoldi, power_iteration
+from jaxfeat.influence._krylov import arnoldi, power_iteration, start_vector
 from jaxfeat.influence._stream import stream_sum
 from jaxfeat.influence._taps import (
     find_dense_layers,
@@ -80,6 +80,10 @@ class OperatorFactors(NamedTuple):
     # LiSSA: |Rayleigh quotient| of G + lambda I after 30 power steps, a lower
     # bound on its spectral radius (0 for CG)
     radius: Array = None
+    # LiSSA with curvature="hessian": a Rayleigh quotient of H + lambda I near its
+    # smallest eigenvalue (30 shifted power steps), an upper bound on it; <= 0
+    # proves the damped Hessian indefinite (None otherwise)
+    floor: Array = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,14 +236,18 @@ def _fit(model, params, x, y, key, cfg: IHVPConfig, layers=()):
         )
         return factors, lam
     if cfg.strategy == "lissa":
-        top = jnp.abs(
-            power_iteration(lambda u: matvec(u) + lam * u, jnp.ones_like(flat))
-        )
+        damped = lambda u: matvec(u) + lam * u
+        start = start_vector(flat.shape[0], flat.dtype)
+        top = jnp.abs(power_iteration(damped, start))
         if cfg.lissa_scale is None:
             scale = 1.5 * top
         else:
             scale = jnp.asarray(cfg.lissa_scale, flat.dtype)
-        op = op._replace(scale=scale, radius=top)
+        floor = None
+        if cfg.curvature == "hessian":  # the GGN + lambda > 0 is positive definite
+            shift = 1.5 * top  # largest eigenvalue of shift - A: shift - lambda_min
+            floor = shift - power_iteration(lambda u: shift * u - damped(u), start)
+        op = op._replace(scale=scale, radius=top, floor=floor)
     return op, lam
 
 
@@ -306,7 +314,9 @@ def fit_curvature(
         not positive definite, naming `damping` (see `check_invertible`); for
         an `arnoldi_rank` above the parameter count; for a concrete
         `lissa_scale` at or below half the power-iteration bound on the spectral
-        radius of $G + \lambda I$ (see `check_lissa_scale`).
+        radius of $G + \lambda I$, or (`lissa` with `curvature="hessian"`) an
+        indefinite $H + \lambda I$ shown by a non-positive Rayleigh quotient,
+        naming `damping` (see `check_lissa_scale`).
       TypeError: for non-integer cross-entropy labels or a non-int `chunk_size`.
 
     References:
@@ -476,7 +486,15 @@ def ihvp_one(state: CurvatureState, v):
         )
 
     h = lax.fori_loop(0, cfg.lissa_iters, lissa_step, v)
-    return jax.tree_util.tree_map(lambda hi: hi / f.scale, h)
+    out = jax.tree_util.tree_map(lambda hi: hi / f.scale, h)
+    # The residual v - (G + lam) out is (I - (G + lam)/scale)^(iters+1) v: no
+    # longer than v while the recursion contracts. Longer means it diverged (scale
+    # too small, or an indefinite damped Hessian), possibly to finite values: NaN
+    # then replaces them, so that a wrong answer is never returned silently.
+    res = _flat(_tree_axpy(-1.0, a_fn(out), v))
+    v_norm = jnp.linalg.norm(_flat(v))
+    grew = jnp.linalg.norm(res) > (1 + 100 * jnp.finfo(res.dtype).eps) * v_norm
+    return jax.tree_util.tree_map(lambda o: jnp.where(grew, jnp.nan, o), out)
 
 
 def _ihvp(state, v, batched: bool):
@@ -517,7 +535,9 @@ def ihvp(state: CurvatureState, v):
     `arnoldi` solves in the span of its top eigenvectors (the complement is dropped,
     as in Schioppa et al.); `cg` stops at relative residual `cfg.cg_tol`; `lissa`
     runs `cfg.lissa_iters` steps of $h \leftarrow v + (I - (G+\lambda I)/c)h$ and
-    returns $h/c$.
+    returns $h/c$, or NaN when its residual $v - (G+\lambda I)h/c$ is longer than
+    $v$ (the recursion diverged: a scale too small or an indefinite damped Hessian;
+    named by the concrete check below).
 
     Args:
       state: from `fit_curvature`.
@@ -529,7 +549,7 @@ def ihvp(state: CurvatureState, v):
     Raises:
       ValueError: if `v` does not match the fitted parameters, or a concrete `v`
         holds NaN/inf; if a concrete result is not finite (for `lissa` the error
-        names `lissa_scale`: the recursion diverged).
+        names `lissa_scale` and `damping`: the recursion diverged).
       TypeError: if a leaf of `v` is not floating point.
 
     References:

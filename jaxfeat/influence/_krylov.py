@@ -4,14 +4,23 @@ References:
   Schioppa et al. 2022, arXiv:2112.03052 (Arnoldi influence); spec `influence.md`.
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array
 
 from jaxfeat._src import linalg
+
+
+def start_vector(p: int, dtype) -> Array:
+    """Unit start vector of the Krylov iterations: a fixed-seed Gaussian draw.
+
+    Deterministic, and generic: the all-ones vector used before lies in the null
+    space of a softmax model's curvature (a shift of every logit), where power
+    iteration stalls at the damping and LiSSA's scale came out too small.
+    """
+    v = jax.random.normal(jax.random.key(0), (p,), dtype)
+    return v / jnp.linalg.norm(v)
 
 
 def power_iteration(matvec, v0, n_iter: int = 30) -> Array:
@@ -29,7 +38,7 @@ def arnoldi(matvec, p: int, n_iter: int, rank: int, dtype) -> tuple[Array, Array
     """Top-`rank` eigenpairs (by magnitude) of a symmetric operator from Arnoldi.
 
     Full re-orthogonalisation (two Gram-Schmidt passes) keeps the Krylov basis
-    orthonormal; the start vector is the normalised all-ones vector (deterministic).
+    orthonormal; the start vector is `start_vector` (a fixed-seed Gaussian draw).
     At most `p` steps run: a basis of R^p has at most `p` vectors. The Krylov space
     can close early (a curvature of rank r < `n_iter` - 1, e.g. few examples): when
     the new direction is round-off (`beta <= 100 eps |G q_j|`) the space is invariant
@@ -42,9 +51,7 @@ def arnoldi(matvec, p: int, n_iter: int, rank: int, dtype) -> tuple[Array, Array
     positive ones (as Schioppa et al.'s `distill`).
     """
     n_iter = min(n_iter, p)
-    basis = (
-        jnp.zeros((n_iter + 1, p), dtype).at[0].set(jnp.ones(p, dtype) / math.sqrt(p))
-    )
+    basis = jnp.zeros((n_iter + 1, p), dtype).at[0].set(start_vector(p, dtype))
     hess = jnp.zeros((n_iter + 1, n_iter), dtype)
     tol = 100 * jnp.finfo(dtype).eps
 

@@ -65,18 +65,31 @@ def check_invertible(cfg: IHVPConfig, factors, damping) -> None:
 
 
 def check_lissa_scale(cfg: IHVPConfig, factors) -> None:
-    r"""Raises `ValueError` naming `lissa_scale` if a concrete LiSSA scale diverges.
+    r"""Raises `ValueError` if a concrete LiSSA fit diverges for certain.
+
+    With `curvature="hessian"`, a Rayleigh quotient of $H + \lambda I$ at or below 0
+    (`factors.floor`, from shifted power steps) proves it indefinite: the error
+    names `damping`.
 
     The recursion $h \leftarrow v + (I - (G+\lambda I)/c)\,h$ contracts only if
     $c > \rho(G + \lambda I)/2$. `factors.radius` is the Rayleigh quotient of 30
     power steps, a lower bound on $\rho$: a scale at or below half of it
     diverges for certain (geometrically, yet possibly without overflowing, so
     `check_solve` would not see it). A scale between that bound and $\rho/2$ is
-    missed here and caught only if the result overflows.
+    missed here; `ihvp` then returns NaN (its residual outgrew `v`), named by
+    `check_solve`.
     """
-    if cfg.strategy != "lissa" or cfg.lissa_scale is None:
+    if cfg.strategy != "lissa":
         return
-    if not is_concrete(factors.radius):
+    if factors.floor is not None and is_concrete(factors.floor):
+        if not float(factors.floor) > 0:
+            raise ValueError(
+                "damping: the damped Hessian H + damping I is indefinite (a Rayleigh "
+                f"quotient of it is {float(factors.floor):.3g} <= 0), where the LiSSA "
+                "recursion diverges for every scale; increase damping, or use "
+                "curvature='ggn' or strategy 'exact'/'arnoldi'"
+            )
+    if cfg.lissa_scale is None or not is_concrete(factors.radius):
         return
     radius = float(factors.radius)
     if not cfg.lissa_scale > radius / 2:
@@ -90,8 +103,10 @@ def check_lissa_scale(cfg: IHVPConfig, factors) -> None:
 def check_solve(state, out, name: str) -> None:
     r"""Raises `ValueError` if a concrete inverse-curvature product is not finite.
 
-    A LiSSA recursion whose scale is below $\lambda_{\max}(G + \lambda I)/2$ diverges
-    (the error then names `lissa_scale`); otherwise `name`'s values are blamed.
+    A LiSSA recursion whose scale is below $\lambda_{\max}(G + \lambda I)/2$, or on
+    an indefinite damped Hessian, diverges: `ihvp` turns a residual longer than
+    `v` into NaN, and the error names `lissa_scale` and `damping`; otherwise
+    `name`'s values are blamed.
     """
     if not is_concrete(out):
         return
@@ -100,9 +115,11 @@ def check_solve(state, out, name: str) -> None:
         return
     if state.cfg.strategy == "lissa":
         raise ValueError(
-            "lissa_scale: the LiSSA recursion diverged (NaN/inf); expected a scale "
-            "above half the largest eigenvalue of G + damping I; got "
-            f"{float(state.factors.scale):.3g} (use None to estimate it)"
+            "lissa_scale: the LiSSA recursion diverged (its residual outgrew v, or "
+            "NaN/inf); expected a scale above half the largest eigenvalue of "
+            f"G + damping I (got {float(state.factors.scale):.3g}; None estimates "
+            "it) and a positive definite G + damping I (damping: increase it for "
+            "an indefinite curvature='hessian')"
         )
     raise ValueError(
         f"{name}: expected finite values; got NaN or infinity in its gradients "

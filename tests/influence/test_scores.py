@@ -328,6 +328,73 @@ def test_diverging_lissa_names_lissa_scale(key, x64):
         influence.ihvp(state, params)
     with pytest.raises(ValueError, match=r"^lissa_scale: the LiSSA recursion diverged"):
         influence.pairwise_scores(state, params, x[:2], y[:2], x, y)
+    # c = 0.45 rho by hand: the error grows to ~1e43 and stays finite in float64;
+    # the residual check turns it into NaN, named like an overflow
+    slow = dataclasses.replace(
+        state, factors=state.factors._replace(scale=jnp.asarray(0.45 * rho))
+    )
+    with pytest.raises(ValueError, match=r"^lissa_scale: the LiSSA recursion diverged"):
+        influence.ihvp(slow, params)
+    under_jit = jax.jit(influence.ihvp)(slow, params)
+    assert bool(jnp.all(jnp.isnan(ravel_pytree(under_jit)[0])))
+
+
+def test_lissa_scale_on_softmax_null_direction(x64):
+    """Multinomial logistic regression with a bias: every logit shifted equally is
+    a null direction of G, and the all-ones parameter vector is one. Power iteration
+    from it stalled at lambda (scale 1.5 lambda = 0.42 < rho/2 = 0.445), and LiSSA
+    returned ~1e24 scores, finite in float64. From a generic start it finds rho and
+    matches the exact solve (float64; 500 steps at contraction 1 - lambda/c ~ 0.79
+    leave ~1e-50)."""
+    mlp = ntk.MLPConfig(
+        in_dim=5, widths=(), out_dim=3, parameterization="standard", b_std=1.0
+    )
+    params = ntk.init_mlp(jax.random.key(0), mlp, jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (50, 5))
+    y = jax.random.randint(jax.random.key(2), (50,), 0, 3)
+    fit = lambda s: influence.fit_curvature(
+        mlp, params, x, y, cfg=influence.IHVPConfig(strategy=s, damping=0.28)
+    )
+    exact, lissa = fit("exact"), fit("lissa")
+    rho = float(exact.factors.evals.max()) + 0.28
+    assert float(lissa.factors.radius) == pytest.approx(rho, rel=1e-3)
+    want = influence.pairwise_scores(exact, params, x[:2], y[:2], x[:5], y[:5])
+    got = influence.pairwise_scores(lissa, params, x[:2], y[:2], x[:5], y[:5])
+    assert rel_fro(got, want) < 1e-8, rel_fro(got, want)
+
+
+def test_lissa_refuses_indefinite_damped_hessian(x64):
+    """LiSSA diverges on an indefinite H + lambda I for every scale (a negative
+    eigenvalue e gives growth |1 - e/c| > 1): here min eig -0.19 at damping 0.5,
+    and the recursion returned ~1e7 scores (finite). The fit now refuses it,
+    naming `damping`; a damping that makes it positive definite is accepted and
+    matches the exact solve."""
+    mlp = ntk.MLPConfig(
+        in_dim=3,
+        widths=(4,),
+        out_dim=2,
+        activation="tanh",
+        parameterization="standard",
+        b_std=0.5,
+    )
+    params = ntk.init_mlp(jax.random.key(0), mlp, jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (15, 3))
+    y = jax.random.normal(jax.random.key(3), (15, 2))
+    cfg = lambda s, d: influence.IHVPConfig(
+        strategy=s, loss="mse", curvature="hessian", damping=d, lissa_iters=3000
+    )
+    exact = influence.fit_curvature(mlp, params, x, y, cfg=cfg("exact", 0.5))
+    low = float(exact.factors.evals.min())
+    assert low + 0.5 < 0  # the damped Hessian is indefinite
+    with pytest.raises(ValueError, match=r"^damping: the damped Hessian .*indefinite"):
+        influence.fit_curvature(mlp, params, x, y, cfg=cfg("lissa", 0.5))
+    d = 1.0 - low  # smallest damped eigenvalue 1
+    exact = influence.fit_curvature(mlp, params, x, y, cfg=cfg("exact", d))
+    lissa = influence.fit_curvature(mlp, params, x, y, cfg=cfg("lissa", d))
+    v = jax.tree_util.tree_map(jnp.ones_like, params)
+    got = ravel_pytree(influence.ihvp(lissa, v))[0]
+    want = ravel_pytree(influence.ihvp(exact, v))[0]
+    assert rel_fro(got, want) < 1e-8, rel_fro(got, want)
 
 
 @pytest.mark.parametrize("strategy", ["cg", "lissa"])
