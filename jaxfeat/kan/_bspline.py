@@ -33,11 +33,10 @@ from jaxtyping import ArrayLike
 
 from jaxfeat._src import checks, linalg
 from jaxfeat.kan._cardinal import grid_tangent_jvp, is_uniform, uniform_basis_lead
-
-
-def _safe_div(num, den):
-    ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+from jaxfeat.kan._deboor import knots as _knots
+from jaxfeat.kan._deboor import raise_order as _raise_order
+from jaxfeat.kan._deboor import recursion as _recursion
+from jaxfeat.kan._deboor import safe_div as _safe_div
 
 
 def _check_order(order) -> None:
@@ -131,29 +130,6 @@ def uniform_grid(
 # Internally the basis axis comes first: `(n_basis, ..., d)`. The recursion slices
 # along that axis, so every elementwise op runs over contiguous `(..., d)` blocks;
 # with the basis axis last (size G + 2K, short) XLA's CPU code is about 10x slower.
-
-
-def _knots(x, grid):
-    # grid (d, M) -> (M, 1, ..., 1, d), broadcast explicitly against x (..., d)
-    return grid.T.reshape((grid.shape[1],) + (1,) * (x.ndim - 1) + (grid.shape[0],))
-
-
-def _recursion(x, grid, order):
-    # x: (..., d); grid: (d, M) -> (M - 1 - order, ..., d)
-    t = _knots(x, grid)
-    xe = x[None]
-    b = ((xe >= t[:-1]) & (xe < t[1:])).astype(t.dtype)
-    for k in range(1, order + 1):
-        b = _raise_order(xe, t, b, k)
-    return b
-
-
-def _raise_order(xe, t, b, k):
-    # Reciprocal knot spans are computed on the grid's shape, not per sample: the
-    # per-sample work is multiplications only.
-    inv_l = _safe_div(1.0, t[k:-1] - t[: -(k + 1)])
-    inv_r = _safe_div(1.0, t[k + 1 :] - t[1:-k])
-    return (xe - t[: -(k + 1)]) * inv_l * b[:-1] + (t[k + 1 :] - xe) * inv_r * b[1:]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))

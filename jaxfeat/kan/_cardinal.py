@@ -36,13 +36,30 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
+from jaxfeat.kan._deboor import recursion
+
 
 def _scaled(x, grid):
     # u = (x - t0) / h per input, and h, broadcast against x (..., d)
     row = (1,) * (x.ndim - 1) + (grid.shape[0],)
     t0 = grid[:, 0].reshape(row)
     h = (grid[:, 1] - grid[:, 0]).reshape(row)
-    return (x - t0) / h, h
+    return _on_stored_knots(x, (x - t0) / h, grid), h
+
+
+def _on_stored_knots(x, u, grid):
+    # Round-off in (x - t0)/h can put an input that sits exactly on a stored knot
+    # t_k at u = k - 1 ulp (x = 0, a standardised constant column, on a grid over
+    # (-1, 1) with G even): order 0 then took the wrong basis function and order 1
+    # the wrong slope. As in the Cox-de Boor path, the interval is decided by
+    # comparing x with the stored knots; u moves to its edge (by ulps) if it differs.
+    k = jnp.floor(u)
+    inside = (k >= 0) & (k <= grid.shape[1] - 2)
+    idx = jnp.clip(k, 0, grid.shape[1] - 2).astype(jnp.int32)
+    rows = jnp.broadcast_to(jnp.arange(grid.shape[0]), x.shape)
+    up = inside & (x >= grid[rows, idx + 1])
+    down = inside & (x < grid[rows, idx])
+    return jnp.where(up, k + 1, jnp.where(down, jnp.nextafter(k, k - 1), u))
 
 
 def _cardinal_terms(s, order, power):
@@ -108,8 +125,9 @@ def uniform_basis_lead(x, grid, order):
     """Basis values with the basis axis first, `(M - 1 - K, ..., d)`, for uniform rows.
 
     Differentiable in `x` by the closed-form slope $N_K'(u - j)/h$, one basis function
-    at a time (see `_tangent`); grid tangents (the grid is not trained) fall back to
-    plain autodiff.
+    at a time (see `_tangent`); grid tangents (the grid is not trained) differentiate
+    the Cox–de Boor recursion, whose values these are: the closed form reads only
+    $t_0$ and $t_1$, so its own autodiff would give no derivative in the other knots.
 
     Args:
       x: `(..., d)` inputs.
@@ -132,7 +150,7 @@ def _uniform_basis_jvp(order, primals, tangents):
     x, grid = primals
     dx, dgrid = tangents
     if not isinstance(dgrid, SymbolicZero):
-        plain = lambda a, g: _values(a, g, order)
+        plain = lambda a, g: recursion(a, g, order)
         return grid_tangent_jvp(plain, x, grid, dx, dgrid)
     values = _values(x, grid, order)
     if isinstance(dx, SymbolicZero):

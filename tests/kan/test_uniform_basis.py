@@ -188,3 +188,53 @@ def test_is_uniform_is_relative_to_the_step(x64, grid):
         kan.bspline_basis(x, even, 2),
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_uniform_basis_on_every_stored_knot(dtype, request):
+    """At an input equal to a stored knot, (x - t0)/h can round to k - 1 ulp: x = 0
+    on a grid over (-1, 1) with G = 6 gave u = 3.9999998 in float32, so order 0
+    took the basis function to the left (values off by 1) and order 1 the left
+    slope (off by 2/h). The interval now follows the stored knots, as in the
+    Cox–de Boor path: order 0 agrees exactly, order 1's right slopes to round-off
+    of 1/h (float32: 1e-4 relative on slopes up to 2/h = 20)."""
+    if dtype == "float64":
+        request.getfixturevalue("x64")
+    for n_int in (2, 6, 10, 12, 14, 20):
+        for order in (0, 1):
+            grid = kan.uniform_grid(1, n_int, order, (-1.0, 1.0)).astype(dtype)
+            x = grid[0][:, None]  # every knot, the last one included
+            fast = kan.bspline_basis(x, grid, order, method="uniform")
+            ref = kan.bspline_basis(x, grid, order)
+            np.testing.assert_allclose(fast, ref, atol=1e-5, err_msg=f"G={n_int}")
+            if order == 1:
+                np.testing.assert_allclose(
+                    _slopes(x, grid, "uniform"),
+                    _slopes(x, grid, "de_boor"),
+                    rtol=1e-4,
+                    atol=1e-3,
+                )
+
+
+def _slopes(x, grid, method):
+    one = lambda v: kan.bspline_basis(v[None], grid, 1, method=method)[0]
+    return jax.vmap(jax.jacfwd(one))(x)
+
+
+def test_uniform_basis_knot_derivatives_follow_de_boor(x64):
+    """The closed form reads only t0 and t1, so its plain autodiff gave dB/dt_k = 0
+    for every other knot (and all the weight on t0, t1); grid tangents now
+    differentiate the recursion. Checked against the Cox–de Boor path's knot
+    Jacobian and central differences of it (float64: 1e-6 on O(1) entries)."""
+    grid = kan.uniform_grid(2, 4, 3, (-1.0, 1.0))
+    x = jnp.array([[0.3, -0.55], [0.9, 0.0]])
+    basis = lambda t, m: kan.bspline_basis(x, t, 3, method=m)
+    jac_fast = jax.jacfwd(lambda t: basis(t, "uniform"))(grid)
+    jac_ref = jax.jacfwd(lambda t: basis(t, "de_boor"))(grid)
+    np.testing.assert_allclose(jac_fast, jac_ref, atol=1e-12)
+    # and the reverse mode, through the same JVP
+    w = jax.random.normal(jax.random.key(0), basis(grid, "de_boor").shape)
+    g_fast = jax.grad(lambda t: (w * basis(t, "uniform")).sum())(grid)
+    bump = 1e-6 * jax.random.normal(jax.random.key(1), grid.shape)
+    fd = (w * (basis(grid + bump, "de_boor") - basis(grid - bump, "de_boor"))).sum()
+    np.testing.assert_allclose((g_fast * bump).sum() * 2, fd, rtol=1e-6)
