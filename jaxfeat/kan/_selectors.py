@@ -241,7 +241,7 @@ def kan_ko_losses(
             f"cfg.widths: regression needs one output; got {cfg.widths[-1]}"
         )
     _check_labels(y, task, cfg.widths[-1])
-    return _ko_losses(params, x, y, grids, cfg, task)
+    return _ko_losses(params, x, jnp.asarray(y), grids, cfg, task)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "task"))

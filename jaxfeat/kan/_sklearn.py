@@ -25,6 +25,17 @@ def _clip_normalize(s):
     return s / tot if tot > 0 else s
 
 
+def l1_penalty(version: str) -> dict:
+    """`LogisticRegression` keywords for a pure L1 penalty under scikit-learn `version`.
+
+    Before 1.8, `l1_ratio` is used only with `penalty="elasticnet"`: alone it is
+    ignored (with a warning) and the default L2 penalty fits, dense. From 1.8,
+    `penalty` is deprecated and `l1_ratio=1` selects L1.
+    """
+    major, minor = (int(p) for p in version.split(".")[:2])
+    return {"l1_ratio": 1.0} if (major, minor) >= (1, 8) else {"penalty": "l1"}
+
+
 def sklearn_scores(method, x_train, y_train, x_val, y_val, *, task, seed=0):
     """One classical selector's normalised `(d,)` scores on one fold.
 
@@ -83,11 +94,15 @@ def sklearn_scores(method, x_train, y_train, x_val, y_val, *, task, seed=0):
         return _clip_normalize(imp.importances_mean)
     if method == "lasso":
         if clf:
+            import sklearn
             from sklearn.linear_model import LogisticRegression
             from sklearn.multiclass import OneVsRestClassifier
 
             base = LogisticRegression(
-                l1_ratio=1.0, solver="liblinear", C=0.1, max_iter=5000
+                **l1_penalty(sklearn.__version__),
+                solver="liblinear",
+                C=0.1,
+                max_iter=5000,
             )
             ovr = OneVsRestClassifier(base).fit(x_train, y_train)
             coefs = np.stack([np.abs(e.coef_[0]) for e in ovr.estimators_])

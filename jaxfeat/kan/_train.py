@@ -75,10 +75,12 @@ def _check_labels(y, task, n_out) -> None:
     Dtypes are checked at trace time, values only when `y` is concrete.
     """
     if task == "classification":
-        if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
+        # a list has no dtype for jnp.result_type: NumPy's (int64 for int lists)
+        dtype = jnp.result_type(y) if hasattr(y, "dtype") else np.asarray(y).dtype
+        if not jnp.issubdtype(dtype, jnp.integer):
             raise TypeError(
                 f"y: expected integer class labels for classification; got dtype "
-                f"{jnp.result_type(y)}"
+                f"{dtype}"
             )
         checks.check_in_range("y", y, 0.0, float(n_out - 1), closed=(True, True))
     else:
@@ -119,7 +121,8 @@ def kan_loss(outputs: ArrayLike, y: ArrayLike, task: str, weights=None) -> jax.A
     _check_labels(y, task, n_out)
     if weights is not None:
         _check_weights(weights, n)
-    return _weighted_loss(outputs, y, task, weights)
+        weights = jnp.asarray(weights)
+    return _weighted_loss(outputs, jnp.asarray(y), task, weights)
 
 
 def _weighted_loss(outputs, y, task, weights=None):

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from jaxfeat import kan
 
@@ -51,6 +52,33 @@ def test_knockout_equals_zeroed_parameters(x64):
     s = kan.kan_ko(params, x, y, grids=grids, cfg=CFG, task="classification")
     delta = np.maximum(np.asarray(knocked - base), 0)
     np.testing.assert_allclose(s, delta / delta.sum(), rtol=1e-12)
+
+
+def test_list_labels_equal_array_labels(no_runtime_types):
+    """A Python list of labels, accepted at run time like a list `x` (JAX's
+    `ArrayLike` annotation excludes lists, hence the fixture), gives the array's
+    values; it raised `TypeError: Cannot determine dtype` in the label check."""
+    params, grids, x, y = _setup()
+    out = jax.vmap(lambda xi: kan.kan_apply(params, xi, grids=grids, cfg=CFG))(x)
+    labels = [int(v) for v in y]
+    np.testing.assert_array_equal(
+        kan.kan_loss(out, labels, "classification"),
+        kan.kan_loss(out, y, "classification"),
+    )
+    ko = lambda lab: kan.kan_ko(
+        params, x, lab, grids=grids, cfg=CFG, task="classification"
+    )
+    np.testing.assert_array_equal(ko(labels), ko(y))
+    tcfg = kan.KANTrainConfig(epochs=2, batch_size=8)
+    train = lambda lab: kan.train_kan(
+        jax.random.key(0), params, x, lab, grids=grids, cfg=CFG, train_cfg=tcfg
+    )
+    np.testing.assert_array_equal(
+        ravel_pytree(train(labels)[0])[0],
+        ravel_pytree(train(y)[0])[0],
+    )
+    with pytest.raises(TypeError, match="^y: expected integer class labels"):
+        kan.kan_loss(out, [0.5] * len(labels), "classification")
 
 
 def test_knockout_all_zero_when_no_loss_increases():
