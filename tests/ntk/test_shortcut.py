@@ -104,6 +104,28 @@ def test_lda_reference_and_alpha_invariance(key):
         np.testing.assert_allclose(rel, rel[0], atol=1e-6)  # alpha only rescales
 
 
+def test_lda_reliance_survives_large_availability_ratios(key):
+    """LDA is affine invariant, so its reliance does not depend on alpha_s. In
+    float32 the old lstsq on the covariance cut directions of variance share below
+    d eps ~ 1e-5, (alpha_c/alpha_s)^2 for the core feature: from alpha_s ~ 300 LDA
+    followed the shortcut alone (reliance +1 instead of -0.83). The SVD of the
+    centred data keeps it to alpha_s ~ 1000. Tolerance: a few of the 900 probe
+    points may change side from float32 rounding of the core component (relative
+    eps alpha_s ~ 1e-4), 0.01 = 4.5 points."""
+    emb = ntk.make_embedding(key, 100)
+    grid = ntk.probe_grid(0.7, 0.9)
+    rel = []
+    for alpha in (1.0, 300.0, 1000.0):
+        data = ntk.sample_shortcut_data(
+            jax.random.fold_in(key, 1), 3200, emb, rho_s=0.7, rho_c=0.9, alpha_s=alpha
+        )
+        lda = ntk.lda_fit(data.x, data.y)
+        dec = ntk.lda_decision(lda, ntk.embed(grid, emb, alpha, 1.0))
+        rel.append(float(ntk.reliance(dec, grid)))
+    assert rel[0] < -0.5, rel  # the core feature dominates (rho_c = 0.9 > 0.7)
+    np.testing.assert_allclose(rel, rel[0], atol=0.01)
+
+
 def test_linear_model_trained_to_convergence_is_unbiased(key):
     # acceptance: |bias| <= 0.05 for a linear model trained to convergence
     emb = ntk.make_embedding(key, 100)
