@@ -62,6 +62,8 @@ class MLPConfig:
         check_count("out_dim", self.out_dim, 1)
         for w in self.widths:
             check_count("widths", w, 1)
+        # a list would make the config unhashable, so unusable as a static argument
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
         if not 0 < self.W_std < math.inf:

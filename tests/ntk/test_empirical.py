@@ -297,6 +297,35 @@ def test_structure_must_match_f(key):
         ntk.empirical_ntk_fn(f, method="jacobian")(params, x1, jnp.ones(5))
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_structure_check_in_half_precision(key, dtype):
+    """The taps-vs-f check compared half-precision kernels at float64's 1e-9: the
+    two algorithms' round-off (up to 8e-3 of 1.5 in bfloat16) made valid taps fail
+    for 4 of 5 seeds. It now runs in float32: valid taps pass, and the structured
+    kernel equals a float32 Jacobian kernel to the dtype's rounding of O(1) sums
+    (8 eps: 0.06 bfloat16, 8e-3 float16); taps of another network still fail."""
+    cfg = ntk.MLPConfig(in_dim=8, widths=(64,), out_dim=2, b_std=0.1)
+    f = functools.partial(ntk.mlp_apply, cfg=cfg)
+    taps = functools.partial(ntk.mlp_taps, cfg=cfg)
+    eps = float(jnp.finfo(dtype).eps)
+    for seed in range(5):
+        k1, k2 = jax.random.split(jax.random.fold_in(key, seed))
+        params = ntk.init_mlp(k1, cfg, dtype=dtype)
+        x = jax.random.normal(k2, (3, 8)).astype(dtype)
+        got = ntk.empirical_ntk_fn(f, method="structured", structure=taps)(params, x)
+        assert got.dtype == jnp.dtype(dtype)
+        up = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), (params, x))
+        want = ntk.empirical_ntk_fn(f, method="jacobian")(*up)
+        scale = float(jnp.max(jnp.abs(want)))
+        err = float(jnp.max(jnp.abs(got.astype(jnp.float32) - want)))
+        assert err <= 8 * eps * scale, (seed, err, scale)
+    tanh_f = functools.partial(
+        ntk.mlp_apply, cfg=dataclasses.replace(cfg, activation="tanh")
+    )
+    with pytest.raises(ValueError, match="^structure: the layer taps' output"):
+        ntk.empirical_ntk_fn(tanh_f, method="structured", structure=taps)(params, x)
+
+
 def test_from_nnx_refuses_a_module_in_training_mode(key, x64):
     """In training mode BatchNorm normalised each single example by its own
     statistics (output 0.0 for every input) and the kernel call failed blaming x1."""
@@ -325,3 +354,18 @@ def test_from_nnx_refuses_a_module_in_training_mode(key, x64):
     want = jnp.einsum("nkp,mkp->nm", jac, jac) / 4  # traced over the 4 outputs
     # flax's float32 parameters: float32 round-off (measured 2.6e-7 relative)
     np.testing.assert_allclose(k, want, rtol=1e-5)
+
+
+def test_mlp_config_list_widths_are_stored_as_a_tuple(key, no_runtime_types):
+    """`widths=[4]` was kept as a list: the config was unhashable and failed as a
+    static argument inside `jit` ("Non-hashable static arguments")."""
+    listed = ntk.MLPConfig(in_dim=3, widths=[4, np.int64(2)], out_dim=2)
+    assert listed == ntk.MLPConfig(in_dim=3, widths=(4, 2), out_dim=2)
+    assert hash(listed) == hash(ntk.MLPConfig(in_dim=3, widths=(4, 2), out_dim=2))
+    params = ntk.init_mlp(key, listed)
+    x = jax.random.normal(key, (5, 3))
+    k = jax.jit(ntk.empirical_ntk_fn(functools.partial(ntk.mlp_apply, cfg=listed)))
+    want = ntk.empirical_ntk_fn(
+        functools.partial(ntk.mlp_apply, cfg=listed), method="jacobian"
+    )(params, x)
+    assert_close(k(params, x), want)
