@@ -32,6 +32,14 @@ X64 = True
 ORDER = 2
 
 
+# The 30 x 30 probe grid's reliance of a line differs from the continuum closed form
+# R(r) by its discretisation: up to 0.0655 over slopes r (near r = 1, where the line
+# runs along the grid's diagonal; 0.035 elsewhere), the same for every rho_s (the
+# grid scales with mu_s). tests/ntk/test_shortcut.py measures it. The bound 0.05
+# used before failed at default scale (0.0504, the cell rho_s = rho_c, alpha_s = 1).
+GRID_LINE_TOL = 0.07
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     d: int = 100
@@ -190,12 +198,13 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
             "check",
             "early-time (first-step) linear-kernel classifier sum_i y_i Theta(x, x_i) "
             "is the line alpha_s^2 mu_s z_s + alpha_c^2 mu_c z_c: equal grid reliance",
-            early_err <= 2 / 900 and continuum_err <= 0.05,
+            early_err <= 2 / 900 and continuum_err <= GRID_LINE_TOL,
             {
                 "max_abs_difference": early_err,
                 "vs_continuum_closed_form_R(r)": continuum_err,
             },
-            "<= 2/900 (grid ties); continuum within 0.05",
+            f"<= 2/900 (grid ties); continuum within {GRID_LINE_TOL} (the 30x30 "
+            "grid's own error for lines)",
         ),
         Claim(
             "NTK-8",
