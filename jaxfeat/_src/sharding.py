@@ -49,6 +49,11 @@ def shard_batch(tree, mesh: Mesh | None = None):
         leaf = jnp.asarray(leaf)
         if n_pad:
             leaf = jnp.concatenate([leaf, jnp.repeat(leaf[-1:], n_pad, axis=0)])
+        if isinstance(leaf, jax.core.Tracer):
+            # under jit a constraint; under eager autodiff a device_put would commit
+            # the primal to the mesh while other operands stay on device 0, and the
+            # cotangents (committed to both) could not be added
+            return jax.lax.with_sharding_constraint(leaf, sharding)
         return jax.device_put(leaf, sharding)
 
     return jax.tree_util.tree_map(put, tree), n

@@ -29,8 +29,16 @@ SCRIPT = textwrap.dedent(
     st = influence.fit_curvature(seq, ps, xs, ys, cfg=cfg, chunk_size=5)  # streamed
     tok = influence.pairwise_scores(st, ps, xs[:2], ys[:2], xs, ys, chunk_size=5,
                                     per_token=True)
+    # eager grad through the fit and chunked scores: the chunks' device_put
+    # committed x to the mesh and the unchunked fit's operands to device 0, and
+    # adding their cotangents failed on more than one device
+    def total(xx):
+        st = influence.fit_curvature(mlp, params, xx, y, cfg=cfg)
+        return influence.pairwise_scores(st, params, x[:3], y[:3], xx, y,
+                                         chunk_size=5).sum()
+    g = jax.grad(total)(x)
     np.savez(sys.argv[1], s=np.asarray(s), self_s=np.asarray(self_s),
-             tok=np.asarray(tok), devices=jax.device_count())
+             tok=np.asarray(tok), g=np.asarray(g), devices=jax.device_count())
     """
 )
 
@@ -48,6 +56,10 @@ def test_scores_sharded_over_four_devices_match_one(tmp_path):
     assert one["tok"].shape == (2, 11, 6)  # from factors streamed over the devices
     for name in ("s", "self_s"):
         np.testing.assert_allclose(four[name], one[name], rtol=1e-5, atol=1e-6)
+    # the input gradient of the summed scores: same programs, float32 round-off
+    # relative to its largest entry
+    scale = float(np.abs(one["g"]).max())
+    np.testing.assert_allclose(four["g"], one["g"], rtol=1e-4, atol=1e-5 * scale)
     # the token scores come from factors summed over devices in another order:
     # float32 round-off relative to the largest score
     scale = float(np.abs(one["tok"]).max())
