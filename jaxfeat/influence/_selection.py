@@ -212,11 +212,18 @@ def whitened_features(
     Args:
       cand: candidate features `(n, k)`.
       target: target features `(m, k)`.
-      ridge: added to the covariance diagonal ($> 0$).
+      ridge: added to the covariance diagonal ($> 0$). Absolute, as TAROT's; with
+        more features than rows the covariance is singular and a ridge below the
+        dtype's resolution of its largest variance leaves it so.
       normalize: normalise the whitened rows.
 
     Returns:
       `(cand_hat, target_hat)`.
+
+    Raises:
+      ValueError: for a `ridge` <= 0, inputs that are not 2-D with one feature
+        width or (concrete) not finite, and when (concrete) the covariance plus
+        `ridge` is not positive definite in the working dtype.
 
     References:
       Feng et al. 2025, arXiv:2412.00420 (TAROT), `wfd_estimator.get_wfd`.
@@ -232,6 +239,16 @@ def whitened_features(
     f = f - f.mean(0, keepdims=True)
     sigma = f.T @ f / f.shape[0] + ridge * jnp.eye(f.shape[1], dtype=f.dtype)
     chol = linalg.cholesky(sigma)
+    if is_concrete(chol) and not bool(jnp.all(jnp.isfinite(chol))):
+        # the absolute ridge (TAROT's) can sit below the dtype's resolution of a
+        # large, rank-deficient covariance (k > N + M): the Cholesky fails as NaN
+        top = float(jnp.max(jnp.diagonal(sigma)))
+        raise ValueError(
+            f"ridge: the covariance plus ridge is not positive definite in "
+            f"{sigma.dtype} (ridge {ridge:.3g} against a largest variance "
+            f"{top:.3g}: below its resolution); increase ridge (e.g. "
+            f"{1e-4 * top:.3g}) or enable float64"
+        )
     fw = linalg.solve_lower(chol, f.T).T  # F L^{-T}
     if normalize:
         fw = l2_normalize(fw)

@@ -67,6 +67,20 @@ def test_whitening_and_cost(x64):
         influence.whitened_features(c, t, ridge=0.0)
 
 
+def test_whitening_below_float32_resolution_names_ridge():
+    """More features (256) than rows (100) make the covariance singular; at feature
+    scale 100 the default ridge 1e-5 is below float32's resolution of its largest
+    variance (~1e4 x 1e-7 = 1e-3), the Cholesky gave NaN and the error named
+    `feats`, an argument of another function. It names `ridge` now; a ridge the
+    dtype resolves whitens (rows unit norm)."""
+    c = 100 * _normal(0, 60, 256).astype(jnp.float32)
+    t = 100 * _normal(1, 40, 256).astype(jnp.float32)
+    with pytest.raises(ValueError, match="^ridge: the covariance plus ridge"):
+        influence.whitened_features(c, t)
+    ch, _ = influence.whitened_features(c, t, ridge=10.0)
+    np.testing.assert_allclose(jnp.linalg.norm(ch, axis=1), 1.0, rtol=1e-5)
+
+
 def test_sinkhorn_marginals_and_assignment_cost(x64):
     from scipy.optimize import linear_sum_assignment
 
