@@ -47,19 +47,39 @@ class Kernels(NamedTuple):
     ntk: Float[Array, "n m"]
 
 
+@jax.custom_jvp
+def _sqrt0(a):
+    """`sqrt(max(a, 0))` whose derivative is 0 where `a <= 0`, not infinite.
+
+    At a kernel's diagonal (correlation 1, so `1 - rho^2 = 0`) the chain rule meets
+    infinity times a zero tangent (rho stays 1 along the diagonal), which autodiff
+    turned into NaN for every input gradient; the zero derivative gives the limit.
+    """
+    return jnp.sqrt(jnp.maximum(a, 0.0))
+
+
+@_sqrt0.defjvp
+def _sqrt0_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    out = _sqrt0(a)
+    pos = out > 0
+    return out, jnp.where(pos, da / (2 * jnp.where(pos, out, 1.0)), 0.0)
+
+
 def _closed_form_dual(name, c, q1, q2):
     """E[phi(u)phi(v)], E[phi'(u)phi'(v)] and the diagonal E[phi(u)^2] terms."""
     if name == "linear":
         return c, jnp.ones_like(c), q1, q2
     if name == "relu":
-        norm = jnp.sqrt(q1[:, None] * q2[None, :])
+        norm = _sqrt0(q1[:, None] * q2[None, :])
         # A zero-variance input (x = 0, b_std = 0) has u = 0: every term is 0 (c = 0),
         # whatever the angle; the guard keeps 0/0 out.
         cos = jnp.clip(c / jnp.where(norm > 0, norm, 1.0), -1.0, 1.0)
-        theta = jnp.arccos(cos)
-        t = (norm * jnp.sqrt(jnp.clip(1 - cos**2, 0.0)) + (jnp.pi - theta) * c) / (
-            2 * jnp.pi
-        )
+        sin = _sqrt0(1 - cos**2)
+        # arccos(cos), as arctan2 of (sin, cos): with `_sqrt0` its derivative is
+        # -1/sin inside and 0 at cos = +-1 (arccos': infinite, so NaN gradients)
+        theta = jnp.arctan2(sin, cos)
+        t = (norm * sin + (jnp.pi - theta) * c) / (2 * jnp.pi)
         return t, (jnp.pi - theta) / (2 * jnp.pi), q1 / 2, q2 / 2
     # erf (Williams 1997)
     a1, a2 = 1 + 2 * q1, 1 + 2 * q2
@@ -94,10 +114,10 @@ def _gauss_hermite(fn, c, q1, q2, n):
     nd = c.ndim + 2
     zi, zj = _axis(z, nd, nd - 2), _axis(z, nd, nd - 1)
     ex = lambda a: a[..., None, None]
-    s1, s2 = jnp.sqrt(q1), jnp.sqrt(q2)
+    s1, s2 = _sqrt0(q1), _sqrt0(q2)
     rho = _correlation(c, s1, s2)
     u = ex(s1) * zi
-    v = ex(s2) * (ex(rho) * zi + ex(jnp.sqrt(1 - rho**2)) * zj)
+    v = ex(s2) * (ex(rho) * zi + ex(_sqrt0(1 - rho**2)) * zj)
     ww = _axis(w, nd, nd - 2) * _axis(w, nd, nd - 1)
     return jnp.sum(ww * fn(u) * fn(v), axis=(-2, -1))
 
@@ -131,7 +151,7 @@ def _polar(fn, c, q1, q2, n):
     """
     c, q1, q2 = jnp.broadcast_arrays(c, q1, q2)
     dt = c.dtype
-    s1, s2 = jnp.sqrt(q1), jnp.sqrt(q2)
+    s1, s2 = _sqrt0(q1), _sqrt0(q2)
     e3 = lambda a: a[..., None, None, None]
     # radius nodes, per element: (..., 1, 1, n)
     t_lo = math.log(R_MIN) - jnp.log(jnp.maximum(jnp.maximum(s1, s2), 1.0))
@@ -145,7 +165,7 @@ def _polar(fn, c, q1, q2, n):
     # angle nodes on the four arcs: (..., 4, n)
     frac, cfrac, wg = (_axis(jnp.asarray(v, dt), k + 2, k + 1) for v in _tanh_sinh(n))
     rho = _correlation(c, s1, s2)
-    root = jnp.sqrt(1 - rho**2)
+    root = _sqrt0(1 - rho**2)
     a_v = jnp.arctan2(-rho, root)  # v = 0 here and at a_v + pi; u = 0 at pi/2, 3pi/2
     cuts = jnp.stack(
         [
@@ -179,7 +199,7 @@ def _diag_gauss_hermite(fn, q, n):
     z, w = np.polynomial.hermite_e.hermegauss(2 * n)
     z = jnp.asarray(z, q.dtype)[None, :]
     w = jnp.asarray(w / np.sqrt(2 * np.pi), q.dtype)[None, :]
-    return jnp.sum(w * fn(jnp.sqrt(q)[:, None] * z) ** 2, axis=-1)
+    return jnp.sum(w * fn(_sqrt0(q)[:, None] * z) ** 2, axis=-1)
 
 
 def _dual(name, method, c, q1, q2, n_nodes):
@@ -216,6 +236,12 @@ def analytic_kernels(
     `b_std` matter; widths go to infinity. Matches neural-tangents'
     `stax.serial(Dense(W_std, b_std), phi, ..., Dense(W_std, b_std))` with
     `parameterization="ntk"` (and `b_std=0` for its `b_std=None`).
+
+    Differentiable in `x1`, `x2` (e.g. to optimise inputs against a kernel): on the
+    diagonal, where the correlation is 1 and the arc-cosine terms have infinite
+    slope, the derivative takes its limit along the diagonal (finite) instead of
+    autodiff's NaN. Where two distinct rows coincide the ReLU kernels have a cusp
+    (as the Laplace kernel); the gradient there is that same one-sided limit.
 
     Args:
       cfg: network description; `parameterization` must be `"ntk"`.
