@@ -195,14 +195,19 @@ def test_uniform_basis_on_every_stored_knot(dtype, request):
     """At an input equal to a stored knot, (x - t0)/h can round to k - 1 ulp: x = 0
     on a grid over (-1, 1) with G = 6 gave u = 3.9999998 in float32, so order 0
     took the basis function to the left (values off by 1) and order 1 the left
-    slope (off by 2/h). The interval now follows the stored knots, as in the
-    Cox–de Boor path: order 0 agrees exactly, order 1's right slopes to round-off
-    of 1/h (float32: 1e-4 relative on slopes up to 2/h = 20)."""
+    slope (off by 2/h). u within its round-off of an integer is now snapped to
+    it: order 0 agrees with the Cox–de Boor path exactly, order 1's right slopes
+    to round-off of 1/h (float32: 1e-4 relative on slopes up to 2/h = 20), on a
+    grid around 0 and one far from it (larger round-off of x - t0)."""
     if dtype == "float64":
         request.getfixturevalue("x64")
-    for n_int in (2, 6, 10, 12, 14, 20):
+    cases = [(g, (-1.0, 1.0)) for g in (2, 6, 10, 12, 14, 20)] + [
+        (g, (100.0, 101.0))
+        for g in (3, 7)  # round-off of x - t0 ~ eps 200 / h
+    ]
+    for n_int, span in cases:
         for order in (0, 1):
-            grid = kan.uniform_grid(1, n_int, order, (-1.0, 1.0)).astype(dtype)
+            grid = kan.uniform_grid(1, n_int, order, span).astype(dtype)
             x = grid[0][:, None]  # every knot, the last one included
             fast = kan.bspline_basis(x, grid, order, method="uniform")
             ref = kan.bspline_basis(x, grid, order)
