@@ -4,6 +4,8 @@ References:
   Schioppa et al. 2022, arXiv:2112.03052 (Arnoldi influence); spec `influence.md`.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -13,13 +15,15 @@ from jaxfeat._src import linalg
 
 
 def start_vector(p: int, dtype) -> Array:
-    """Unit start vector of the Krylov iterations: a fixed-seed Gaussian draw.
+    """Unit start vector of the Krylov iterations: `cos(pi phi (i + 1))`, phi golden.
 
-    Deterministic, and generic: the all-ones vector used before lies in the null
-    space of a softmax model's curvature (a shift of every logit), where power
-    iteration stalls at the damping and LiSSA's scale came out too small.
+    Deterministic (no PRNG key) and generic: an irrational rotation per coordinate
+    has no structure to align with a curvature's null space. The all-ones vector
+    used before lies in that of a softmax model (a shift of every logit), where
+    power iteration stalled at the damping and LiSSA's scale came out too small.
     """
-    v = jax.random.normal(jax.random.key(0), (p,), dtype)
+    golden = (1 + math.sqrt(5)) / 2
+    v = jnp.cos(math.pi * golden * jnp.arange(1, p + 1, dtype=dtype))
     return v / jnp.linalg.norm(v)
 
 
@@ -38,7 +42,7 @@ def arnoldi(matvec, p: int, n_iter: int, rank: int, dtype) -> tuple[Array, Array
     """Top-`rank` eigenpairs (by magnitude) of a symmetric operator from Arnoldi.
 
     Full re-orthogonalisation (two Gram-Schmidt passes) keeps the Krylov basis
-    orthonormal; the start vector is `start_vector` (a fixed-seed Gaussian draw).
+    orthonormal; the start vector is `start_vector` (deterministic, generic).
     At most `p` steps run: a basis of R^p has at most `p` vectors. The Krylov space
     can close early (a curvature of rank r < `n_iter` - 1, e.g. few examples): when
     the new direction is round-off (`beta <= 100 eps |G q_j|`) the space is invariant

@@ -343,9 +343,9 @@ def test_lissa_scale_on_softmax_null_direction(x64):
     """Multinomial logistic regression with a bias: every logit shifted equally is
     a null direction of G, and the all-ones parameter vector is one. Power iteration
     from it stalled at lambda (scale 1.5 lambda = 0.42 < rho/2 = 0.445), and LiSSA
-    returned ~1e24 scores, finite in float64. From a generic start it finds rho and
-    matches the exact solve (float64; 500 steps at contraction 1 - lambda/c ~ 0.79
-    leave ~1e-50)."""
+    returned ~1e24 scores, finite in float64. From a generic start it finds rho
+    to 1% and matches the exact solve (float64; 500 steps at contraction
+    1 - lambda/c ~ 0.79 leave ~1e-50)."""
     mlp = ntk.MLPConfig(
         in_dim=5, widths=(), out_dim=3, parameterization="standard", b_std=1.0
     )
@@ -357,7 +357,9 @@ def test_lissa_scale_on_softmax_null_direction(x64):
     )
     exact, lissa = fit("exact"), fit("lissa")
     rho = float(exact.factors.evals.max()) + 0.28
-    assert float(lissa.factors.radius) == pytest.approx(rho, rel=1e-3)
+    # 30 power steps: a Rayleigh quotient, so a lower bound; close from a generic
+    # start (was 0.280 = lambda from the all-ones vector)
+    assert 0.99 * rho <= float(lissa.factors.radius) <= rho * (1 + 1e-12)
     want = influence.pairwise_scores(exact, params, x[:2], y[:2], x[:5], y[:5])
     got = influence.pairwise_scores(lissa, params, x[:2], y[:2], x[:5], y[:5])
     assert rel_fro(got, want) < 1e-8, rel_fro(got, want)
