@@ -8,6 +8,8 @@ forest on the validation fold; `"mi"` is mutual information; `"svm_rfe"` recursi
 feature elimination with a linear SVM (score `max_rank - rank`).
 """
 
+import re
+
 import numpy as np
 
 from jaxfeat._src import checks
@@ -32,7 +34,7 @@ def l1_penalty(version: str) -> dict:
     ignored (with a warning) and the default L2 penalty fits, dense. From 1.8,
     `penalty` is deprecated and `l1_ratio=1` selects L1.
     """
-    major, minor = (int(p) for p in version.split(".")[:2])
+    major, minor = (int(p) for p in re.match(r"(\d+)\.(\d+)", version).groups())
     return {"l1_ratio": 1.0} if (major, minor) >= (1, 8) else {"penalty": "l1"}
 
 

@@ -17,6 +17,7 @@ def test_l1_penalty_keywords_by_version():
     assert l1_penalty("1.8.0") == {"l1_ratio": 1.0}
     assert l1_penalty("1.9.1") == {"l1_ratio": 1.0}
     assert l1_penalty("2.0.dev0") == {"l1_ratio": 1.0}
+    assert l1_penalty("1.10rc1") == {"l1_ratio": 1.0}  # a pre-release minor
 
 
 def test_lasso_scores_are_sparse_on_wine():
