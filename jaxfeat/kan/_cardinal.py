@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from jaxfeat.kan._deboor import recursion
+from jaxfeat.kan._deboor import knots, recursion, safe_div
 
 
 def _scaled(x, grid):
@@ -60,9 +60,11 @@ def _snap_to_knots(u, tol):
     # integer is snapped to it (the knot, right-continuous), by elementwise ops
     # only: comparing x with the stored knots instead needs two gathers per input,
     # which made training the benchmark KAN 40% slower. The cost: an input within
-    # that round-off (a few ulps) *below* a knot is taken as on it too.
+    # that round-off (a few ulps) *below* a knot is taken as on it too. The snap is
+    # a constant shift (stop_gradient), so u keeps du/dx = 1/h there: `k` alone
+    # has derivative 0, which zeroed every second derivative at the knots.
     k = jnp.round(u)
-    return jnp.where(jnp.abs(u - k) <= tol, k, u)
+    return jnp.where(jnp.abs(u - k) <= tol, u + jax.lax.stop_gradient(k - u), u)
 
 
 def _cardinal_terms(s, order, power):
@@ -95,25 +97,54 @@ def _tangent(x, grid, order, dx):
     # (a stacked (nb, ..., d) slope array is materialised with its broadcast
     # constants and reduced: the benchmark KAN then trains about 1.6x slower on CPU).
     n_basis = grid.shape[1] - order - 1
-    u, h = _scaled(x, grid)
     if order == 0:
-        return jnp.zeros((n_basis,) + u.shape, u.dtype)
+        return jnp.zeros((n_basis,) + x.shape, x.dtype)
+    return jnp.stack([slope * dx for slope in _slopes(x, grid, order)])
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _slopes(x, grid, order):
+    """`dB_{j,K}/dx` at x `(..., d)` for `K >= 1`, a tuple over j; right-continuous.
+
+    Closed form. Its own derivatives (second and higher derivatives of the basis,
+    knot tangents of the slopes) differentiate the Cox–de Boor form of the slope
+    (`_recursion_slopes`): the folded closed form is exact in value, but its plain
+    autodiff is not at the knots, where `sign`, `maximum` and the snap to knots
+    have one-sided or averaged derivatives (d2B/dx2 came out 0 or halved there).
+    """
+    n_basis = grid.shape[1] - order - 1
+    u, h = _scaled(x, grid)
     if order == 1:
         # N_1' = [0 <= s < 1] - [1 <= s < 2]: the slope jumps at every knot, and the
         # half-open steps take its right value there (the folded form below would
         # give 0 at the knots: `(z > 0)` and `sign(0)` vanish there).
-        dxh = dx / h
-        return jnp.stack([_right_slope_order1(u - j) * dxh for j in range(n_basis)])
+        return tuple(_right_slope_order1(u - j) / h for j in range(n_basis))
     # For K >= 2 the slope is continuous, so the folded form is exact at the knots
     # too (at the centre c, where sign(0) = 0, N_K' vanishes by symmetry).
     c = (order + 1) / 2
-    dxh = order * dx / h
-    return jnp.stack(
-        [
-            _cardinal_terms(u - j, order, order - 1) * jnp.sign(c - (u - j)) * dxh
-            for j in range(n_basis)
-        ]
+    scale = order / h
+    return tuple(
+        _cardinal_terms(u - j, order, order - 1) * jnp.sign(c - (u - j)) * scale
+        for j in range(n_basis)
     )
+
+
+def _recursion_slopes(x, grid, order):
+    # dB_{j,K}/dx = K (B_{j,K-1} / (t_{j+K} - t_j)
+    #                  - B_{j+1,K-1} / (t_{j+K+1} - t_{j+1}))
+    # on the Cox-de Boor values, whose half-open indicators make every derivative of
+    # it right-continuous at the knots
+    t = knots(x, grid)
+    low = recursion(x, grid, order - 1)  # (nb + 1, ..., d)
+    scaled = safe_div(low, t[order:] - t[:-order])
+    return tuple(order * (scaled[:-1] - scaled[1:]))
+
+
+def _slopes_jvp(order, primals, tangents):
+    return jax.jvp(lambda a, g: _recursion_slopes(a, g, order), primals, tangents)
+
+
+_slopes.defjvp(_slopes_jvp)
 
 
 def _right_slope_order1(s):

@@ -243,3 +243,23 @@ def test_uniform_basis_knot_derivatives_follow_de_boor(x64):
     bump = 1e-6 * jax.random.normal(jax.random.key(1), grid.shape)
     fd = (w * (basis(grid + bump, "de_boor") - basis(grid - bump, "de_boor"))).sum()
     np.testing.assert_allclose((g_fast * bump).sum() * 2, fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_uniform_basis_second_derivative_at_knots(x64, order):
+    """Snapping u to a knot replaced it by round(u), whose derivative is 0: the first
+    derivative (a custom JVP) stayed right, but differentiating it again lost every
+    dependence on x, so d2B/dx2 was 0 at each knot. The second derivative of the
+    closed form now equals the Cox–de Boor path's at knots and between them; for
+    K >= 2 it is a one-sided value of a piecewise polynomial, taken from the right
+    by both paths (float64, exact up to round-off: 1e-9 on entries of size 1/h^2)."""
+    grid = kan.uniform_grid(1, 4, order, (-1.0, 1.0))  # knots at -1, -0.5, 0, 0.5, 1
+    xs = jnp.array([-0.5, 0.0, 0.5, 0.3, -0.85])
+
+    def second(method):
+        one = lambda v: kan.bspline_basis(v[None, None], grid, order, method=method)
+        return jax.vmap(jax.jacfwd(jax.jacfwd(lambda v: one(v)[0, 0])))(xs)
+
+    ref = second("de_boor")
+    assert float(jnp.max(jnp.abs(ref[:3]))) > 1.0  # non-zero at the knots
+    np.testing.assert_allclose(second("uniform"), ref, atol=1e-9)
