@@ -69,12 +69,18 @@ class KANTrainConfig:
             checks.check_positive(name, getattr(self, name), strict=False)
 
 
-def _check_labels(y, task, n_out) -> None:
+def _check_labels(y, task, n_out, out_name="cfg.widths") -> None:
     """Classification: integer labels in `[0, n_out)`; regression: finite targets.
 
     Dtypes are checked at trace time, values only when `y` is concrete.
     """
     if task == "classification":
+        if n_out < 2:
+            # softmax over one logit is 1: zero loss and zero gradient, nothing trains
+            raise ValueError(
+                f"{out_name}: classification needs at least 2 outputs (the softmax "
+                f"of one logit is constant, so loss and gradient are 0); got {n_out}"
+            )
         # a list has no dtype for jnp.result_type: NumPy's (int64 for int lists)
         dtype = jnp.result_type(y) if hasattr(y, "dtype") else np.asarray(y).dtype
         if not jnp.issubdtype(dtype, jnp.integer):
@@ -105,7 +111,8 @@ def kan_loss(outputs: ArrayLike, y: ArrayLike, task: str, weights=None) -> jax.A
       weights: optional `(N,)` non-negative per-sample weights.
 
     Raises:
-      ValueError: shapes that do not match; for concrete arrays, labels outside
+      ValueError: shapes that do not match, one output for classification; for
+        concrete arrays, labels outside
         `[0, C)`, NaN or infinite targets, negative or non-finite weights.
       TypeError: non-integer labels for classification.
     """
@@ -118,7 +125,7 @@ def kan_loss(outputs: ArrayLike, y: ArrayLike, task: str, weights=None) -> jax.A
         )
     if np.shape(y) != (n,):
         raise ValueError(f"y: expected shape ({n},); got {np.shape(y)}")
-    _check_labels(y, task, n_out)
+    _check_labels(y, task, n_out, "outputs")
     if weights is not None:
         _check_weights(weights, n)
         weights = jnp.asarray(weights)

@@ -454,3 +454,22 @@ def test_empty_integer_and_container_inputs(no_runtime_types):
         progress=False,
     )
     np.testing.assert_allclose(got.per_fold["kan_l1"], want.per_fold["kan_l1"])
+
+
+def test_classification_with_one_output_raises():
+    """Softmax cross-entropy over a single logit is identically 0: training moved
+    nothing (losses [0, 0, 0]) and KO scored every feature 0, with no error."""
+    one = dataclasses.replace(CFG, widths=(4, 5, 1))
+    params, grids, x, _ = _setup(cfg=one)
+    y = jnp.zeros(12, jnp.int32)
+    with pytest.raises(ValueError, match="^cfg.widths: classification needs"):
+        kan.train_kan(
+            jax.random.key(0), params, x, y, grids=grids, cfg=one, train_cfg=TC
+        )
+    with pytest.raises(ValueError, match="^cfg.widths: classification needs"):
+        kan.kan_ko_losses(params, x, y, grids=grids, cfg=one, task="classification")
+    with pytest.raises(ValueError, match="^outputs: classification needs"):
+        kan.kan_loss(jnp.zeros((12, 1)), y, "classification")
+    # regression with one output is fine, and two classes train (loss is not 0)
+    assert float(kan.kan_loss(jnp.zeros((12, 1)), y.astype(float), "regression")) == 0
+    assert float(kan.kan_loss(jnp.zeros((12, 2)), y, "classification")) > 0.69
