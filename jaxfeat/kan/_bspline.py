@@ -322,6 +322,12 @@ def grid_from_samples(
     steps = jnp.arange(grid_size + 1, dtype=xs.dtype)
     uniform = lo[:, None] + h[:, None] * steps[None]
     inner = grid_eps * uniform + (1.0 - grid_eps) * adaptive
+    if order == 0:
+        # The half-open order-0 basis is 0 at the last knot, and with no extension
+        # knots the largest sample sits on it when grid_eps = 0 (margin 0 too):
+        # move that knot just above it. For K >= 1, B_{n,K} (absent) is 0 there.
+        top = jnp.nextafter(xs[-1], jnp.asarray(jnp.inf, xs.dtype))
+        inner = inner.at[:, -1].set(jnp.maximum(inner[:, -1], top))
     ext = jnp.arange(1, order + 1, dtype=xs.dtype)
     left = inner[:, :1] - h[:, None] * ext[::-1][None]
     right = inner[:, -1:] + h[:, None] * ext[None]

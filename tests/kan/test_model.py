@@ -298,3 +298,25 @@ def test_hoisted_first_layer_equals_per_step_features(monkeypatch, reg):
     ):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert float(l1[-1]) < 0.7 * float(l1[0])
+
+
+def test_order0_grid_from_samples_covers_the_largest_sample(x64):
+    """With order 0 there are no extension knots, and with grid_eps = 0 the last
+    knot was the largest sample, where the half-open indicators are all 0: the
+    updated layer output 0 there instead of keeping its spline (all ones here)."""
+    x = jnp.linspace(-0.9, 0.9, 11)[:, None]
+    grid = kan.grid_from_samples(x, 4, 0, grid_eps=0.0, margin=0.0)
+    basis = kan.bspline_basis(x, grid, 0)
+    np.testing.assert_allclose(basis.sum(axis=-1), 1.0)  # partition of unity
+    assert float(grid[0, -1]) > 0.9 and float(grid[0, -1]) < 0.9 + 1e-12
+    cfg = kan.KANConfig(widths=(1, 1), grid_size=4, order=0)
+    params, grids = _net(cfg, seed=0)
+    layer = params[0]._replace(
+        base_weight=jnp.zeros_like(params[0].base_weight),
+        spline_weight=jnp.ones_like(params[0].spline_weight),
+        spline_scaler=jnp.ones_like(params[0].spline_scaler),
+    )
+    p2, g2, cfg2 = kan.update_kan_grids(
+        (layer,), x, grids=grids, cfg=cfg, grid_eps=0.0, margin=0.0
+    )
+    np.testing.assert_allclose(_apply(p2, g2, x, cfg2), 1.0, atol=1e-12)
