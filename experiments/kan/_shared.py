@@ -160,10 +160,23 @@ def sklearn_fold_scores(method: str, data: Dataset, fold_list) -> np.ndarray:
 
 
 def recall_at(scores, truth, k: int | None = None) -> float:
-    """Fraction of `truth` among the `k` (default `len(truth)`) top-scored columns."""
+    """Fraction of `truth` among the `k` (default `len(truth)`) top-scored columns.
+
+    Columns tied at the k-th score share the slots left: each true one among them
+    counts `slots / ties` (the expected recall when ties are broken at random).
+    `kan.top_k` breaks ties toward lower indices, and the true columns are the low
+    indices of every data set here, so its order credited tied scores (all-zero
+    KO, LASSO's exact zeros) as found: an all-zero vector had recall 1 on Friedman1.
+    """
+    s = np.asarray(scores, dtype=np.float64)
     k = len(truth) if k is None else k
-    top = np.asarray(kan.top_k(np.asarray(scores), k)).tolist()
-    return len(set(top) & set(truth)) / len(truth)
+    if not 1 <= k <= s.shape[-1]:
+        raise ValueError(f"k: expected 1 <= k <= {s.shape[-1]}; got {k}")
+    kth = np.sort(s)[::-1][k - 1]
+    above, tied = s > kth, s == kth
+    idx = np.asarray(list(truth), dtype=np.int64)
+    found = above[idx].sum() + tied[idx].sum() * (k - above.sum()) / tied.sum()
+    return float(found / len(idx))
 
 
 def spearman(a, b) -> float:

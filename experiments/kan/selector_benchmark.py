@@ -219,12 +219,22 @@ def _selector_scores(key, data, cfg, outer, progress):
 
 
 def _valid_scores(per_fold, nested, losses):
-    """Finite training losses; every score vector finite, >= 0, summing to 1 (or 0)."""
+    """Finite training losses; every score vector finite, >= 0, summing to 1 (or 0).
+
+    A nested vector is the mean over inner folds of such vectors, one of which may
+    legitimately be all zero (KO, LASSO): its sum is then a multiple of 1/folds in
+    [0, 1], not 1.
+    """
     ok = bool(np.all(np.isfinite(losses)))
-    for v in [*per_fold.values(), *nested.values()]:
+    for v, is_mean in [(v, False) for v in per_fold.values()] + [
+        (v, True) for v in nested.values()
+    ]:
         sums = v.sum(axis=-1)
         ok &= bool(np.all(np.isfinite(v)) and np.all(v >= 0))
-        ok &= bool(np.all((np.abs(sums - 1) < 1e-4) | (sums == 0)))
+        if is_mean:
+            ok &= bool(np.all((sums > -1e-4) & (sums < 1 + 1e-4)))
+        else:
+            ok &= bool(np.all((np.abs(sums - 1) < 1e-4) | (sums == 0)))
     return ok
 
 

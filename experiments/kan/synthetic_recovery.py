@@ -124,7 +124,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         )
         mean = {m: v.mean(axis=0) for m, v in per_fold.items()}
         found = {
-            LABELS[m]: round(5 * recall_at(mean[m], data.informative)) for m in mean
+            LABELS[m]: round(5 * recall_at(mean[m], data.informative), 3) for m in mean
         }
         metrics["paper_sets"][name] = {
             "informative": list(data.informative),
