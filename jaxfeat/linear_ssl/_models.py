@@ -269,19 +269,22 @@ def encoder_matrix(
 @inputs_checked
 @jax.jit
 def encode(
-    params: Params, x: Float[Array, " d"], depth: IntScalar | None = None
-) -> Float[Array, " d"]:
-    r"""Representation $\bar W x$ of one example `x` (shape `(d,)`); `vmap` to batch."""
-    return encoder_matrix(params, depth) @ x
+    params: Params, x: Float[Array, "*batch d"], depth: IntScalar | None = None
+) -> Float[Array, "*batch d"]:
+    r"""Representation $\bar W x$ of each example in `x`, shape `(..., d)`.
+
+    Rows are examples: a batch `(n, d)` gives `(n, d)`, `x @ W̄^T`.
+    """
+    return x @ encoder_matrix(params, depth).T
 
 
 @inputs_checked
 @jax.jit
 def predict(
-    params: Params, x: Float[Array, " d"], depth: IntScalar | None = None
-) -> Float[Array, " d"]:
-    r"""Head output $V \bar W x$ of one example `x` (shape `(d,)`); `vmap` to batch."""
-    return params.V @ encode(params, x, depth)
+    params: Params, x: Float[Array, "*batch d"], depth: IntScalar | None = None
+) -> Float[Array, "*batch d"]:
+    r"""Head output $V \bar W x$ of each example in `x`, shape `(..., d)` (rows)."""
+    return encode(params, x, depth) @ params.V.T
 
 
 @inputs_checked

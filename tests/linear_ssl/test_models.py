@@ -88,3 +88,21 @@ def test_non_scalar_eps_raises(key, init, no_runtime_types):
             ls.init_aligned(eps, d=2, depth=2)
         else:
             ls.init_orthogonal(key, eps, d=2, depth=2)
+
+
+def test_encode_and_predict_take_batches_of_rows():
+    """`encode` computed W̄ @ x, so an (n, d) batch with n = d was transformed by
+    columns (silently wrong) and n != d crashed in dot_general. Rows are examples:
+    the batch equals the per-example map and the hand product (exact integers)."""
+    p = ls.Params(
+        W=jnp.array([[[1.0, 2.0], [0.0, 1.0]]]), V=jnp.array([[0.0, 1.0], [1.0, 0.0]])
+    )
+    X = jnp.array([[1.0, 5.0], [2.0, 7.0]])
+    np.testing.assert_array_equal(ls.encode(p, X), [[11.0, 5.0], [16.0, 7.0]])
+    np.testing.assert_array_equal(
+        ls.encode(p, X), jax.vmap(lambda x: ls.encode(p, x))(X)
+    )
+    np.testing.assert_array_equal(ls.predict(p, X), [[5.0, 11.0], [7.0, 16.0]])
+    X3 = jnp.ones((3, 4, 2))
+    assert ls.predict(p, X3).shape == (3, 4, 2)
+    np.testing.assert_array_equal(ls.predict(p, X3)[2, 1], ls.predict(p, X3[2, 1]))
