@@ -179,7 +179,9 @@ def population_loss(
 
 
 def _check_pair(x, y):
-    if x.ndim != 2 or y.shape != x.shape:
+    if x.ndim != 2:
+        raise ValueError(f"x: expected a batch of shape (n, d); got {x.shape}")
+    if y.shape != x.shape:
         raise ValueError(
             f"y: expected shape {x.shape} (that of x, which must be (n, d)); "
             f"got x {x.shape}, y {y.shape}"

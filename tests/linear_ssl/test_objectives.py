@@ -115,6 +115,17 @@ def test_bad_input(key):
         ls.jepa_loss(params, x, jnp.ones((5, 3)))
 
 
+def test_unbatched_x_is_named(key, no_runtime_types):
+    """A 1-D or 3-D x blamed y ("y: expected shape (3,) ..."); x is the culprit."""
+    params, _ = _random_problem(key)
+    for fn in (ls.jepa_loss, ls.mae_loss):
+        for shape in ((3,), (2, 4, 3)):
+            with pytest.raises(
+                ValueError, match=r"^x: expected a batch of shape \(n, d\)"
+            ):
+                fn(params, jnp.ones(shape), jnp.ones(shape))
+
+
 @pytest.mark.parametrize("objective", ["jepa", "mae"])
 def test_population_gradients_equal_autodiff(key, x64, objective):
     params, cov = _random_problem(key, d=3, depth=4)
