@@ -470,6 +470,19 @@ def ihvp_one(state: CurvatureState, v):
         flat = _flat(v).astype(f.q.dtype)
         out = f.q @ ((f.q.T @ flat) / (f.evals + lam))
         return _unflat(out.astype(dtype), state.treedef, state.shapes)
+    # The operator runs in the parameters' dtypes (jvp refuses tangents of another
+    # float dtype); the result comes back in v's.
+    v_dtypes = [leaf.dtype for leaf in jax.tree_util.tree_leaves(v)]
+    v = jax.tree_util.tree_map(lambda vi, p: vi.astype(p.dtype), v, f.params)
+    out = _krylov_solve(state, v)
+    leaves, treedef = jax.tree_util.tree_flatten(out)
+    back = [o.astype(d) for o, d in zip(leaves, v_dtypes, strict=True)]
+    return jax.tree_util.tree_unflatten(treedef, back)
+
+
+def _krylov_solve(state: CurvatureState, v):
+    # CG or LiSSA on (G + lam) u = v, v in the parameters' dtypes
+    cfg, f, lam = state.cfg, state.factors, state.damping
     a_fn = lambda u: _tree_axpy(
         lam, u, curvature_vp(state.model, cfg, f, u)
     )  # (G + lam) u
