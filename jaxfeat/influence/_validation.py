@@ -56,11 +56,17 @@ def check_invertible(cfg: IHVPConfig, factors, damping) -> None:
         scale = max(float(np.abs(ev_np).max()), abs(lam))
         if not low > max(10 * eps * scale, np.finfo(ev_np.dtype).tiny):
             given = "None (0.1 x mean eigenvalue)" if cfg.damping is None else lam
+            hint = (
+                ", or fit in float64 (jax_enable_x64: the margin needed is 10 eps of "
+                "the dtype times the largest)"
+                if ev_np.dtype.itemsize < 8
+                else ""
+            )
             raise ValueError(
                 f"damping: the damped curvature{where} is singular or not positive "
-                f"definite (smallest eigenvalue {ev_np.min():.3g}, damping "
-                f"{lam:.3g}: margin {low:.3g} against largest {scale:.3g}) with "
-                f"damping={given}; increase damping"
+                f"definite to {ev_np.dtype} precision (smallest eigenvalue "
+                f"{ev_np.min():.3g}, damping {lam:.3g}: margin {low:.3g} against "
+                f"largest {scale:.3g}) with damping={given}; increase damping{hint}"
             )
 
 

@@ -289,7 +289,11 @@ def test_singular_damped_curvature_raises_at_fit_naming_damping(key):
     params, x, y = mlp_problem(key)
     for strategy, model in (("exact", apply_fn), ("ekfac", MLP), ("kfac", MLP)):
         cfg = influence.IHVPConfig(strategy=strategy, damping=0.0)
-        with pytest.raises(ValueError, match=r"^damping: .*singular.*increase damping"):
+        # float32 here: the error also points to float64 (a margin too small for
+        # float32 round-off is a common cause with the default damping)
+        with pytest.raises(
+            ValueError, match=r"^damping: .*singular.*increase damping, or .*float64"
+        ):
             influence.fit_curvature(model, params, x, y, cfg=cfg)
     # damping=None is 0.1 x mean(Lambda) = 0 for a layer whose output gradients all
     # vanish (zero weights after it): the first layer's Lambda is all zero.
