@@ -99,7 +99,17 @@ def _layer_widths(taps, params, x):
     return tuple(h.shape[-1] for h in inputs[1:]) + (out[0].shape[-1],)
 
 
+def _promote(x, params):
+    # float inputs in the dtype f computes in: float32 x with float64 params kept
+    # the first layer's inputs (and the deltas) in float32, a 1e-8 Gram error
+    leaves = jax.tree_util.tree_leaves(params)
+    if x is None or not jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    return x.astype(jnp.result_type(x, *leaves))
+
+
 def _ntk_structured(taps, params, x1, x2, trace_outputs):
+    x1, x2 = _promote(x1, params), _promote(x2, params)
     feats = jax.vmap(_structured_features, in_axes=(None, None, 0))
     h1, sb, g1 = feats(taps, params, x1)
     h2, _, g2 = (h1, sb, g1) if x2 is None else feats(taps, params, x2)

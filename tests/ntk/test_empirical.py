@@ -390,3 +390,20 @@ def test_ntvp_memory_is_not_quadratic_in_outputs(key):
         assert mem.temp_size_in_bytes < identity_bytes / 20, mem.temp_size_in_bytes
         want = ntk.empirical_ntk_fn(f, method="jacobian", trace_outputs=traced)
         assert_close(fn(params, x1, x2[:16]), want(params, x1, x2[:16]))
+
+
+def test_float32_inputs_with_float64_params(x64):
+    """The structured path kept the first layer's inputs in x's float32 while f ran
+    in float64: a 1e-8 error, and the eager structure check (1e-9 in float64)
+    refused the default call. Now equal to the float64 Jacobian NTK to 1e-12."""
+    cfg = ntk.MLPConfig(in_dim=4, widths=(16, 16), out_dim=3, b_std=0.1)
+    params = ntk.init_mlp(jax.random.key(0), cfg, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(10), (3, 4), jnp.float32)
+    f = functools.partial(ntk.mlp_apply, cfg=cfg)
+    taps = functools.partial(ntk.mlp_taps, cfg=cfg)
+    ref = ntk.empirical_ntk_fn(f, method="jacobian")(params, x)
+    got = ntk.empirical_ntk_fn(f, structure=taps)(params, x)  # auto: structured
+    jit = jax.jit(ntk.empirical_ntk_fn(f, method="structured", structure=taps))
+    for k in (got, jit(params, x)):
+        assert k.dtype == jnp.float64
+        np.testing.assert_allclose(k, ref, rtol=1e-12, atol=1e-12)
