@@ -143,8 +143,10 @@ def lda_fit(x: Float[Array, "n d"], y: Float[Array, " n"]) -> LDA:
 
     $w = S^+(m_+ - m_-)$ (pseudo-inverse, so a rank-deficient $S$, e.g. inputs on a
     2-D subspace of $\mathbb R^d$, is fine) and $b = -w\cdot(m_+ + m_-)/2$.
-    Equivalent to scikit-learn's `LinearDiscriminantAnalysis(solver="lsqr")` up to
-    scale. $S^+$ comes from the SVD of the class-centred data, singular values
+    For balanced classes, equivalent to scikit-learn's
+    `LinearDiscriminantAnalysis(solver="lsqr")` up to scale (scikit-learn adds
+    $\log(\pi_+/\pi_-)$ of the empirical priors to the intercept). $S^+$ comes
+    from the SVD of the class-centred data, singular values
     below `max(n, d) eps` times the largest dropped: a feature whose share of the
     variance is $r$ is kept down to $r \approx (\max(n, d)\,\epsilon)^2$, in
     float32 with $n = 3200$ an availability ratio $\alpha_s/\alpha_c$ up to about
@@ -155,14 +157,20 @@ def lda_fit(x: Float[Array, "n d"], y: Float[Array, " n"]) -> LDA:
       y: labels in $\{-1, +1\}$, shape `(n,)`.
 
     Returns:
-      `LDA(w, b)`.
+      `LDA(w, b)`, in x's float dtype (integer x: the default float; float16 and
+      bfloat16, which have no SVD: float32).
 
     Raises:
       ValueError: for mismatched shapes, fewer than 3 examples, a non-finite
         `x`, labels outside $\{-1, +1\}$ or only one class in `y` (values
         checked when concrete; under `jit` these give NaN).
     """
-    if x.ndim != 2 or y.shape != x.shape[:1]:
+    x = as_float(x)
+    if jnp.finfo(x.dtype).bits < 32:
+        x = x.astype(jnp.float32)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected shape (n, d); got {x.shape}")
+    if y.shape != x.shape[:1]:
         raise ValueError(
             f"y: expected shape ({x.shape[0]},) for x {x.shape}; got {y.shape}"
         )

@@ -372,3 +372,25 @@ def test_train_loss_is_the_block_mean_of_pre_update_losses(key):
     )[:, 0]
     after = 0.5 * float(jnp.mean((out - tr.y) ** 2))
     assert after < float(per_step.train_loss[-1])
+
+
+def test_lda_fit_of_integer_and_half_precision_inputs(no_runtime_types):
+    """Integer x failed in jnp.finfo with an error naming nothing, float16 inside
+    the SVD; both now fit as floats, equal to the float32 fit of the same values
+    (exact integers; float16 holds these values exactly too: 1e-5 is float32 SVD)."""
+    xi = jnp.array([[0, 1], [1, 0], [2, 2], [3, 1], [0, 0], [1, 3], [2, 5]])
+    y = jnp.array([1, 1, 1, -1, -1, -1, 1])
+    ref = ntk.lda_fit(xi.astype(jnp.float32), y)
+    for x in (xi, xi.astype(jnp.float16)):
+        got = ntk.lda_fit(x, y)
+        assert got.w.dtype == jnp.float32
+        np.testing.assert_allclose(got.w, ref.w, rtol=1e-5)
+        np.testing.assert_allclose(got.b, ref.b, rtol=1e-5, atol=1e-6)
+    # and the decision separates what a hand LDA separates: w = S^-1 (m+ - m-)
+    xf = np.asarray(xi, np.float64)
+    mp, mn = xf[np.asarray(y) > 0].mean(0), xf[np.asarray(y) < 0].mean(0)
+    c = np.where(np.asarray(y)[:, None] > 0, xf - mp, xf - mn)
+    w = np.linalg.solve(c.T @ c / (len(xf) - 2), mp - mn)
+    np.testing.assert_allclose(ref.w, w, rtol=1e-4)
+    with pytest.raises(ValueError, match="^x: expected shape"):
+        ntk.lda_fit(xi[:, 0], y)
