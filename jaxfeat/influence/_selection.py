@@ -158,9 +158,11 @@ def less_scores(
 ) -> Float[Array, " n"]:
     r"""LESS score of every candidate: mean cosine per subtask, max over subtasks.
 
-    Both feature sets are $\ell_2$-normalised first. For several checkpoints, sum
-    the per-checkpoint cosine matrices weighted by their learning rates before the
-    aggregation (or call this once per checkpoint with pre-weighted features).
+    Both feature sets are $\ell_2$-normalised first. For several checkpoints, LESS
+    sums the per-checkpoint cosine matrices weighted by their learning rates
+    before the aggregation; this function takes one checkpoint's features (the
+    normalisation erases any weighting of them, and the max over subtasks does not
+    commute with the sum over checkpoints).
 
     Args:
       train_feats: candidate features `(n, k)` (e.g. `adam_features`, projected).

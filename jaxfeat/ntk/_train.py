@@ -1,8 +1,11 @@
 r"""Training classifiers of the shortcut framework with optax (MSE on $\pm1$ labels).
 
 Pure and `vmap`-able over seeds: the key draws the initial parameters and every
-minibatch (`fold_in(key, step)`), so `jax.vmap(train_classifier, in_axes=(0, None,
-...))` trains one network per seed in one program.
+minibatch (`fold_in(key, step)`), so, with the keyword-only configurations bound
+first (vmap maps keyword arguments over axis 0),
+`jax.vmap(functools.partial(train_classifier, net=net, train=tc), in_axes=(0, None,
+None, None, None, None))(keys, x, y, x_val, y_val, lr)` trains one network per seed
+in one program.
 
 References:
   Hermann et al. 2024, arXiv:2310.16228 (linear, one- and multi-hidden-layer MLPs);
