@@ -89,9 +89,13 @@ def _kernels(cfg):
 def run(cfg: Config, key, progress: bool = True) -> Outcome:
     k_emb, k_data, k_net = jax.random.split(key, 3)
     emb = ntk.make_embedding(k_emb, cfg.d)
-    times = jnp.geomspace(1e-1, 1e5, cfg.n_times)
-    i_probe = int(np.argmin(np.abs(np.asarray(times) - cfg.t_probe)))
-    i_late = int(np.argmin(np.abs(np.asarray(times) - cfg.t_late)))
+    # the log grid plus the two times the claims name (the nearest grid point was
+    # t = 37 and 13895 at smoke scale, 84 and 8377 at paper scale)
+    grid_t = np.geomspace(1e-1, 1e5, cfg.n_times)
+    times_np = np.unique(np.concatenate([grid_t, [cfg.t_probe, cfg.t_late]]))
+    times = jnp.asarray(times_np)
+    i_probe = int(np.flatnonzero(times_np == cfg.t_probe)[0])
+    i_late = int(np.flatnonzero(times_np == cfg.t_late)[0])
     kernels = _kernels(cfg)
     emp_cfg = ntk.MLPConfig(
         in_dim=cfg.d, widths=(cfg.empirical_width,), b_std=cfg.b_std
