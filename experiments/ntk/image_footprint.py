@@ -92,12 +92,24 @@ def render(z, centres, mu, alpha, side):
 
 
 def random_centres(key, alpha, side):
-    """Circle and square in opposite halves (which half is random), inside the frame."""
-    radius = jnp.sqrt(alpha / jnp.pi) * side
+    """Circle and square on opposite sides (which is random), inside the frame.
+
+    The square's centre lies in `[half + side, SIZE - side]`, so its left edge is
+    at or right of `half + side / 2`; the circle may reach up to half a pixel
+    before it. (Kept inside its own half, a circle of alpha = 5 and side 6, radius
+    7.6, had an empty range and every draw was clamped to one x-position.)
+    """
+    radius = float(np.sqrt(alpha / np.pi) * side)
+    half = SIZE / 2
+    lo_s, hi_s = radius + 0.5, half + side / 2 - radius - 0.5
+    if not lo_s < hi_s:
+        raise ValueError(
+            f"alpha: a circle of radius {radius:.3g} (alpha {alpha}, side {side}) "
+            f"leaves no room for a random x-position in a {SIZE}-pixel frame"
+        )
     # one key per coordinate: a shared key put each centre on a fixed diagonal
     kx_s, ky_s, kx_c, ky_c, k_swap = jax.random.split(key, 5)
-    half = SIZE / 2
-    cx_s = jax.random.uniform(kx_s, (), minval=radius + 0.5, maxval=half - radius - 0.5)
+    cx_s = jax.random.uniform(kx_s, (), minval=lo_s, maxval=hi_s)
     cy_s = jax.random.uniform(ky_s, (), minval=radius + 0.5, maxval=SIZE - radius - 0.5)
     cx_c = jax.random.uniform(kx_c, (), minval=half + side, maxval=SIZE - side)
     cy_c = jax.random.uniform(ky_c, (), minval=side, maxval=SIZE - side)
