@@ -75,6 +75,12 @@ def test_lssl_4():
 
 
 def test_lssl_5():
+    for L in range(2, 9):  # at a common a = eps^(1/L) = 1e-3 the gap is tiny
+        a = float(
+            ls.critical_time_laurent(1.0, 0.5, 1e-3**L, L)
+            / ls.critical_time(1.0, 0.5, 1e-3**L, L, objective="jepa")
+        )
+        assert abs(a - 1) < 1e-7, (L, a)
     for L in range(2, 6):
         gaps = [
             abs(
