@@ -33,6 +33,10 @@ class Config:
     eps: tuple[float, ...] = (1e-2, 1e-3)
     plot_depth: int = 3
     ode_steps: int = 20_000
+    # fixed-step RK4 is compared with the closed form for eps >= this: at 1e-4 the
+    # plateau lasts t* ~ 1e6 while the rise takes O(1), so 5e4 steps of ~26 blew
+    # up at the rise (L >= 3) and > 1e7 steps would be needed
+    ode_eps_min: float = 1e-3
 
 
 SCALES = {
@@ -73,7 +77,10 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
     n_settings = shape[1] * shape[2]
     scaled = {o: t_star[o] * jnp.asarray(cfg.lams)[:, None, None] for o in t_star}
     scaling_dev = max(max_rel(s, s[:1]) for s in scaled.values())
-    ode_err = max(max_rel(t_ode[o], t_star[o]) for o in t_star)
+    on_ode = jnp.asarray(cfg.eps) >= cfg.ode_eps_min  # (n_eps,)
+    ode_err = max(
+        max_rel(t_ode[o][:, :, on_ode], t_star[o][:, :, on_ode]) for o in t_star
+    )
     claims = [
         Claim(
             "LSSL-8.jepa",
@@ -102,7 +109,8 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         Claim(
             "LSSL-4",
             "check",
-            "closed-form critical times match RK4 integration of the ODE",
+            "closed-form critical times match RK4 integration of the ODE "
+            f"(eps >= {cfg.ode_eps_min:g})",
             ode_err <= 1e-6,
             ode_err,
             "<= 1e-6 (relative)",
