@@ -17,11 +17,18 @@ by a small interpreter that
   per-position offset of shape `(T,)` is not taken for a bias when `T == o`);
 * records the layer input and adds a zero perturbation to the layer output, so
   that a VJP with respect to the perturbations gives $Ds$ (kfac-jax's
-  `layer_tags_vjp` idea, spec `influence.md` §0.4).
+  `layer_tags_vjp` idea, spec `influence.md` §0.4);
+* records every other (live) use of a parameter leaf: an index or gather (a tied
+  embedding), an elementwise op, a model output, a non-inlined higher-order
+  primitive. A leaf so used also reaches the loss outside its layer, so its
+  gradient is not $\sum_t Ds_t \bar a_t^\top$ and the model is not factorable.
+  Likewise `+ b` is a bias only when the layer output feeds nothing but that `add`:
+  otherwise $\partial L / \partial b \ne \sum_t Ds_t$.
 
 Nested `jit` and `checkpoint` (remat) calls are inlined; other higher-order
 primitives (`scan`, custom derivatives) are evaluated as they are, so a parameter
-used only inside them is reported as not covered. The per-position factors give the
+used inside them is reported as not covered (casts, transposes and shape ops pass
+a leaf on; they are not uses by themselves). The per-position factors give the
 per-example gradient $DW = \sum_t Ds_t \bar a_t^\top$ in the `(o, i + 1)` matrix
 form of `dense_matrix` (bias column last).
 """
@@ -34,6 +41,7 @@ from jax.extend import core as jex_core
 
 _INLINE = ("pjit", "jit", "closed_call", "core_call", "checkpoint", "remat", "remat2")
 _SHAPE_OPS = ("reshape", "broadcast_in_dim", "squeeze", "expand_dims")
+_CASTS = ("convert_element_type", "copy", "copy_p")  # the same leaf, as it is
 _ANY = "any"  # the axis of a size-1 leaf: wherever it lands, `+ b` is a bias
 
 
@@ -103,20 +111,51 @@ class DenseTap(NamedTuple):
 
 
 class _Ctx:
-    def __init__(self, perturbs=None):
+    def __init__(self, perturbs=None, shapes=()):
         self.perturbs = perturbs
+        self.shapes = shapes  # of the parameter leaves
         self.found: list[dict] = []
         self.acts: list = []
+        self.other: dict[int, set] = {}  # leaf -> its uses outside dense layers
+
+    def other_use(self, leaf: int, what: str) -> None:
+        self.other.setdefault(leaf, set()).add(what)
 
 
-def _walk(jaxpr, consts, args, origins, ctx):
+def _liveness(jaxpr, live_out):
+    """Per eqn whether it is live, and how often each var is read by live code.
+
+    `live_out[j]`: whether `jaxpr.outvars[j]` is used by the caller. Eqns with
+    effects are live; dead code (traced but unused) is not a use of a parameter.
+    """
+    live, uses, flags = set(), {}, []
+    for v, keep in zip(jaxpr.outvars, live_out, strict=True):
+        if keep and not isinstance(v, jex_core.Literal):
+            live.add(v)
+            uses[v] = uses.get(v, 0) + 1
+    for eqn in reversed(jaxpr.eqns):
+        keep = bool(eqn.effects) or any(v in live for v in eqn.outvars)
+        flags.append(keep)
+        if keep:
+            for v in eqn.invars:
+                if not isinstance(v, jex_core.Literal):
+                    live.add(v)
+                    uses[v] = uses.get(v, 0) + 1
+    return flags[::-1], live, uses
+
+
+def _walk(jaxpr, consts, args, origins, ctx, live_out=None):
     """Evaluates `jaxpr`, tapping dense layers; returns outputs and their origins.
 
     `origins[v]` is an `_Origin` for values derived from a parameter leaf
     (`direct`: the leaf itself, possibly cast or, when `flipped`, transposed; else
-    reshaped/broadcast, with a 1-D leaf's axis tracked).
+    reshaped/broadcast, with a 1-D leaf's axis tracked). Live uses of such values
+    other than as a dense weight or bias go to `ctx.other`.
     """
     env, origin, dot_out = {}, {}, {}
+    if live_out is None:
+        live_out = [True] * len(jaxpr.outvars)
+    live_eqns, live, uses = _liveness(jaxpr, live_out)
 
     def read(v):
         return v.val if isinstance(v, jex_core.Literal) else env[v]
@@ -129,7 +168,7 @@ def _walk(jaxpr, consts, args, origins, ctx):
         env[v] = a
         if o is not None:
             origin[v] = o
-    for eqn in jaxpr.eqns:
+    for eqn, is_live in zip(jaxpr.eqns, live_eqns, strict=True):
         name = eqn.primitive.name
         ins = [read(v) for v in eqn.invars]
         ins_org = [org(v) for v in eqn.invars]
@@ -138,7 +177,8 @@ def _walk(jaxpr, consts, args, origins, ctx):
             body, consts = (
                 (inner.jaxpr, inner.consts) if hasattr(inner, "consts") else (inner, [])
             )
-            outs, outs_org = _walk(body, consts, ins, ins_org, ctx)
+            inner_live = [v in live for v in eqn.outvars]
+            outs, outs_org = _walk(body, consts, ins, ins_org, ctx, inner_live)
             for v, val, o in zip(eqn.outvars, outs, outs_org, strict=True):
                 env[v] = val
                 if o is not None:
@@ -147,6 +187,7 @@ def _walk(jaxpr, consts, args, origins, ctx):
         params = eqn.primitive.get_bind_params(eqn.params)
         ans = eqn.primitive.bind(*ins, **params)
         outs = ans if eqn.primitive.multiple_results else [ans]
+        accounted, what = None, name  # the operand used as a dense weight or bias
         if name == "dot_general":
             tap = _match_dense(eqn, ins, ins_org)
             if tap is not None:
@@ -156,12 +197,17 @@ def _walk(jaxpr, consts, args, origins, ctx):
                 if ctx.perturbs is not None:
                     outs = [outs[0] + ctx.perturbs[k].astype(outs[0].dtype)]
                 dot_out[eqn.outvars[0]] = k
+                accounted = 0 if tap["w_is_lhs"] else 1
         elif name == "add":
-            _match_bias(eqn, ins_org, dot_out, ctx)
+            accounted, what = _match_bias(eqn, ins_org, dot_out, uses, ctx)
+        if is_live and name not in _CASTS + _SHAPE_OPS + ("transpose",):
+            for j, o in enumerate(ins_org):  # a parameter reaching the loss elsewhere
+                if o is not None and j != accounted:
+                    ctx.other_use(o.leaf, what)
         for v, val in zip(eqn.outvars, outs, strict=True):
             env[v] = val
         o = ins_org[0] if ins_org else None
-        if name == "convert_element_type" and o is not None:
+        if name in _CASTS and o is not None:
             origin[eqn.outvars[0]] = o
         elif (
             name == "transpose"
@@ -198,15 +244,29 @@ def _match_dense(eqn, ins, ins_org):
     return None
 
 
-def _match_bias(eqn, ins_org, dot_out, ctx):
+def _match_bias(eqn, ins_org, dot_out, uses, ctx):
+    r"""`(position of the bias b in z + b or None, what the add is otherwise)`.
+
+    `z` is a layer output; `b` is a bias only when `z` feeds nothing but this
+    `add`: were `z` used elsewhere too, $\partial L / \partial b$ would not be the
+    layer's $\sum_t Ds_t$.
+    """
+    what = "add"
     for i in (0, 1):
         v, o = eqn.invars[i], ins_org[1 - i]
         if isinstance(v, jex_core.Literal) or v not in dot_out or o is None:
             continue
         tap = ctx.found[dot_out[v]]
         unit_axis = 0 if tap["w_is_lhs"] else len(tap["out_shape"]) - 1
-        if o.axis == _ANY or o.axis == unit_axis:
-            tap.setdefault("bias_candidate", o.leaf)
+        if o.axis not in (_ANY, unit_axis) or ctx.shapes[o.leaf] != (tap["n_out"],):
+            continue
+        if uses.get(v, 0) != 1:
+            what = "add (to a layer output that is also used elsewhere)"
+            continue
+        if "bias" not in tap:
+            tap["bias"] = o.leaf
+            return 1 - i, what
+    return None, what
 
 
 def _run(apply_fn, params, x, perturbs):
@@ -214,9 +274,12 @@ def _run(apply_fn, params, x, perturbs):
     closed = jax.make_jaxpr(apply_fn)(params, x)
     n_x = len(jax.tree_util.tree_leaves(x))
     origins = [_leaf_origin(i, leaf) for i, leaf in enumerate(leaves)] + [None] * n_x
-    ctx = _Ctx(perturbs)
+    ctx = _Ctx(perturbs, tuple(jnp.shape(leaf) for leaf in leaves))
     args = leaves + jax.tree_util.tree_leaves(x)
-    outs, _ = _walk(closed.jaxpr, closed.consts, args, origins, ctx)
+    outs, outs_org = _walk(closed.jaxpr, closed.consts, args, origins, ctx)
+    for o in outs_org:
+        if o is not None:
+            ctx.other_use(o.leaf, "the model output")
     if len(outs) != 1:
         raise ValueError(
             f"model: expected one output array per example; got {len(outs)} outputs"
@@ -241,8 +304,9 @@ def find_dense_layers(apply_fn, params, x) -> tuple[DenseTap, ...]:
 
     Raises:
       ValueError: if a parameter leaf is not the weight or bias of exactly one
-        dense layer (e.g. a convolution kernel, a shared weight, a scale), naming
-        the leaf's path.
+        dense layer, or is also used outside it (e.g. a convolution kernel, a
+        shared weight such as a tied embedding/unembedding, a scale, a bias added
+        to a layer output that is used elsewhere too), naming the leaf's path.
 
     References:
       Martens & Grosse 2015, arXiv:1503.05671 (K-FAC); Eschenhagen et al. 2023,
@@ -254,15 +318,14 @@ def find_dense_layers(apply_fn, params, x) -> tuple[DenseTap, ...]:
 
     def record(p, xi):
         out, c = _run(apply_fn, p, xi, None)
-        holder["found"] = c.found
+        holder["ctx"] = c
         return out
 
     jax.eval_shape(record, params, x)
+    ctx = holder["ctx"]
     taps, used = [], {}
-    for k, t in enumerate(holder["found"]):
-        bias = t.get("bias_candidate")
-        if bias is not None and jnp.shape(leaves[bias]) != (t["n_out"],):
-            bias = None
+    for k, t in enumerate(ctx.found):
+        bias = t.get("bias")
         for leaf in (t["weight"], bias):
             if leaf is not None:
                 used.setdefault(leaf, []).append(k)
@@ -277,12 +340,21 @@ def find_dense_layers(apply_fn, params, x) -> tuple[DenseTap, ...]:
             )
         )
     paths = [jax.tree_util.keystr(p) for p, _ in _leaf_paths(params)]
-    bad = [paths[i] for i in range(len(leaves)) if len(used.get(i, [])) != 1]
+    bad = [
+        paths[i]
+        for i in range(len(leaves))
+        if len(used.get(i, [])) != 1 or i in ctx.other
+    ]
     if bad:
+        shared = "; ".join(
+            f"{paths[i]} is used outside its dense layer by "
+            f"{', '.join(sorted(ctx.other[i]))}"
+            for i in sorted(ctx.other)
+        )
         raise ValueError(
             "params: every leaf must be the weight (x @ W) or bias (+ b) of exactly "
-            f"one dense layer for Kronecker factors and token-wise scores; not so for "
-            f"{bad}"
+            "one dense layer, and used nowhere else, for Kronecker factors and "
+            f"token-wise scores; not so for {bad}" + (f" ({shared})" if shared else "")
         )
     return tuple(taps)
 
