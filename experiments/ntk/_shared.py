@@ -35,6 +35,20 @@ def network_bias(params, net, xg, grid, lda_decision):
     return jnp.where(finite, bias, jnp.nan)
 
 
+def worst(values) -> float:
+    """`max` of some numbers that is NaN when any is.
+
+    Python's `max` skips a NaN that is not first, so a diverged cell could pass
+    a claim.
+    """
+    return float(np.max(np.asarray(list(values), dtype=np.float64)))
+
+
+def least(values) -> float:
+    """`min` of some numbers that is NaN when any is (see `worst`)."""
+    return float(np.min(np.asarray(list(values), dtype=np.float64)))
+
+
 def count_diverged(*stats):
     """Number of NaN entries (diverged runs) in the given arrays or `mean_ci` pairs."""
     leaves = jax.tree_util.tree_leaves(stats)

@@ -21,6 +21,7 @@ from experiments.ntk._shared import (
     heat,
     mean_ci,
     train_cells,
+    worst,
 )
 from jaxfeat import ntk
 
@@ -176,7 +177,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
                 "> 0",
             )
         )
-    peak = max(
+    peak = worst(
         float(np.max(stats[(r, n)][0]))
         for r in ("early", "late")
         for n in ("relu", "tanh")
@@ -210,7 +211,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
             "NTK-10.training",
             "finding",
             "the trained ReLU net's bias fades with training time, as under NTK flow",
-            relu_curve[-1] < max(relu_curve) - 0.1,
+            relu_curve[-1] < worst(relu_curve) - 0.1,
             [round(v, 3) for v in relu_curve],
             "final < peak - 0.1",
         )
