@@ -15,7 +15,9 @@ With `z[n, p, q] = phi_{q,p}(x_{n,p})` the first layer's edge outputs on data `x
 `variant="coef"` gives the paper text's coefficient norms of the effective first-layer
 coefficients `S_{q,p} C_{q,p,k}` (`kan_l1`: sum of |.|; `kan_l2`: Euclidean norm),
 optionally adding the base weights. Every score is non-negative and normalised to sum
-to 1 (KO: all zeros when no knock-out raises the loss, as in the authors' code).
+to 1, or all zeros when every raw score is 0: KO when no knock-out raises the loss
+(as in the authors' code), and the centred and attribution scores when x has no
+spread (every row the same).
 """
 
 import functools
@@ -150,7 +152,7 @@ def kan_l1(
       include_base: `"coef"` only: add the base-weight norm.
 
     Returns:
-      `(d,)` non-negative scores summing to 1.
+      `(d,)` non-negative scores summing to 1 (or all 0, see the module doc).
 
     Raises:
       ValueError: shapes that do not match `cfg`, no samples (fewer than 2 with
@@ -193,7 +195,7 @@ def kan_si(
     objective has no cross-sample terms, so both are per-sample gradients.
 
     Returns:
-      `(d,)` non-negative scores summing to 1.
+      `(d,)` non-negative scores summing to 1 (or all 0, see the module doc).
 
     Raises:
       ValueError: as `kan_l1`.
@@ -321,7 +323,7 @@ def kan_attr(params, x: ArrayLike, *, grids, cfg: KANConfig) -> jax.Array:
     feature score is the mean over outputs `c` of the input-layer scores.
 
     Returns:
-      `(d,)` non-negative scores summing to 1.
+      `(d,)` non-negative scores summing to 1 (or all 0, see the module doc).
 
     Raises:
       ValueError: shapes that do not match `cfg`, fewer than 2 samples (the
