@@ -75,7 +75,14 @@ def _check_model_inputs(arguments: dict) -> None:
     params = arguments["params"]
     d = check_params(params)
     n_layers = params.W.shape[-3]
-    check_depth(arguments.get("depth"), n_layers)
+    depth = arguments.get("depth")
+    if depth is not None and np.ndim(depth) != 0:
+        # an array compared elementwise with the layer index: depth [1, 2] on two
+        # layers gave the full product
+        raise ValueError(
+            f"depth: expected a scalar (vmap over depths); got shape {np.shape(depth)}"
+        )
+    check_depth(depth, n_layers)
     target_W = arguments.get("target_W")
     if target_W is not None:
         check_shape("target_W", target_W, params.W.shape, f"{params.W.shape} as W")

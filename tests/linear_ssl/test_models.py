@@ -106,3 +106,14 @@ def test_encode_and_predict_take_batches_of_rows():
     X3 = jnp.ones((3, 4, 2))
     assert ls.predict(p, X3).shape == (3, 4, 2)
     np.testing.assert_array_equal(ls.predict(p, X3)[2, 1], ls.predict(p, X3[2, 1]))
+
+
+def test_array_depth_is_refused_by_model_functions():
+    """depth=[1, 2] on a two-layer stack was compared elementwise with the layer
+    index and returned the full product; a scalar per call (vmap for several)."""
+    p = ls.init_aligned(0.5, d=2, depth=2)
+    with pytest.raises(ValueError, match="^depth: expected a scalar"):
+        ls.encoder_matrix(p, jnp.array([1, 2]))
+    many = jax.vmap(lambda L: ls.encoder_matrix(p, L))(jnp.array([1, 2]))
+    np.testing.assert_allclose(many[0], p.W[0], rtol=1e-6)
+    np.testing.assert_allclose(many[1], p.W[1] @ p.W[0], rtol=1e-6)
