@@ -252,6 +252,7 @@ def critical_time(
     check_count("n_nodes", n_nodes, 1)
     dtype = jnp.result_type(as_float(lam), as_float(rho), as_float(eps), as_float(p))
     if lr is not None:
+        check_broadcast(lam=lam, rho=rho, eps=eps, depth=depth, p=p, lr=lr)
         check_positive("lr", lr)
         lr = jnp.asarray(lr, dtype)
     return _critical_time_jit(

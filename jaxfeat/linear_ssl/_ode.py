@@ -27,6 +27,7 @@ from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from jaxfeat._src.arrays import as_float
 from jaxfeat._src.checks import (
+    check_broadcast,
     check_choice,
     check_count,
     check_finite,
@@ -51,7 +52,11 @@ def time_scale(depth: Depth | Scalar, convention: str) -> Array | float | int:
     return depth if convention == "gradient_flow" else 1.0
 
 
+_BROADCAST = ("u", "v", "lam", "rho", "eps", "depth")
+
+
 def _check_mode(**values) -> None:
+    check_broadcast(**{k: v for k, v in values.items() if k in _BROADCAST})
     for name in ("lam", "rho", "eps", "t_max"):
         if name in values:
             check_positive(name, values[name])
@@ -85,7 +90,7 @@ def mode_rhs(
         `depth < 1` (values checked when concrete).
     """
     check_choice("objective", objective, OBJECTIVES)
-    _check_mode(lam=lam, rho=rho, depth=depth)
+    _check_mode(u=u, v=v, lam=lam, rho=rho, depth=depth)
     check_finite("u", u)
     check_finite("v", v)
     dtype = jnp.result_type(*(as_float(a) for a in (u, v, lam, rho)))
@@ -168,6 +173,7 @@ def integrate_rk4(
     """
     check_count("n_steps", n_steps, 1)
     check_count("log_every", log_every, 1)
+    y0 = jax.tree_util.tree_map(as_float, y0)  # Python numbers too
     if n_steps % log_every:
         raise ValueError(
             f"n_steps: expected a multiple of log_every={log_every}; got {n_steps}"

@@ -153,3 +153,21 @@ def test_ode_bad_input_names_the_argument(fn, kwargs, match):
     }
     with pytest.raises(ValueError, match=match):
         calls[fn]()
+
+
+def test_broadcast_errors_name_the_arguments_and_rk4_takes_numbers(
+    x64, no_runtime_types
+):
+    """Shapes that do not broadcast raised an unnamed TypeError deep in a trace
+    (critical_time's lr, mode_rhs's u/v); integrate_rk4 with a Python float y0
+    failed with "'float' object is not subscriptable"."""
+    with pytest.raises(ValueError, match="lr"):
+        ls.critical_time(
+            jnp.ones(3), 1.0, 1e-3, 2, objective="jepa", lr=jnp.full(2, 0.1)
+        )
+    with pytest.raises(ValueError, match="^u, v, lam"):
+        ls.mode_rhs(jnp.ones(3), jnp.ones(2), 1.0, 1.0, 2, objective="jepa")
+    # dy/dt = -y from 1.0: RK4 with dt = 0.01 gives exp(-1) to O(dt^4)
+    t, ys = ls.integrate_rk4(lambda y: -y, 1.0, dt=0.01, n_steps=100, log_every=100)
+    np.testing.assert_allclose(ys[-1], np.exp(-1.0), rtol=1e-9)
+    assert float(t[-1]) == pytest.approx(1.0)
