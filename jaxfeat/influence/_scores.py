@@ -190,7 +190,8 @@ def pairwise_scores(
     by $N$ for the effect of removing one example from a mean loss.
 
     Query gradients are preconditioned once (`ihvp`), in a batch padded to a bucket
-    (`query_bucket`: 8, 16, 24, ..., 64, 80, ..., at most ~25% padding), so a new
+    (`query_bucket`: 8, 16, 24, ..., 64, 80, ...: at most 7 padded rows up to 64
+    queries, then at most ~25%), so a new
     number of queries in the same bucket reuses the compiled programs. Training
     gradients are formed chunk by chunk (`chunk_size` examples, with a progress
     bar) and never stored.
@@ -301,7 +302,10 @@ def pairwise_scores(
 
 
 def query_bucket(n_query: int) -> int:
-    """Padded query count: a multiple of max(8, 2^(bits - 3)), at most ~25% waste."""
+    """Padded query count: a multiple of max(8, 2^(bits - 3)).
+
+    At most 7 padded rows below 64 queries (1 query pads to 8), at most ~25% above.
+    """
     step = max(8, 1 << max(0, n_query.bit_length() - 3))
     return -(-n_query // step) * step
 
