@@ -75,6 +75,9 @@ class Experiment:
     x64: bool = False
     module: str = ""
     order: int = 100
+    # `code_version` when the module was loaded: the code the numbers come from (a
+    # file saved during a run must not stamp results it did not produce)
+    version: str = ""
 
     @property
     def slug(self) -> str:
@@ -111,6 +114,7 @@ class Experiment:
         scale = "smoke" if args.smoke else args.scale
         out_dir = args.out_dir or Path("results") / self.slug
         cfg = self.config(scale)
+        version = self.version or code_version(self)
         start = time.perf_counter()
         with jax.enable_x64(args.x64):
             outcome = self.run(
@@ -126,7 +130,7 @@ class Experiment:
             "scale": scale,
             "config": dataclasses.asdict(cfg),
             "environment": environment(x64=args.x64),
-            "code_version": code_version(self),
+            "code_version": version,
             "wall_time_s": round(wall, 3),
             "metrics": to_json(outcome.metrics),
             "claims": [to_json(dataclasses.asdict(c)) for c in outcome.claims],
@@ -166,18 +170,17 @@ def register_module(module_name: str) -> Experiment:
     spec = getattr(mod, "__spec__", None)
     full = spec.name if spec is not None else module_name
     *_, pillar, name = full.split(".")
-    return register(
-        Experiment(
-            name=name,
-            pillar=pillar,
-            title=mod.TITLE,
-            run=mod.run,
-            scales=mod.SCALES,
-            x64=getattr(mod, "X64", False),
-            module=full,
-            order=getattr(mod, "ORDER", 100),
-        )
+    exp = Experiment(
+        name=name,
+        pillar=pillar,
+        title=mod.TITLE,
+        run=mod.run,
+        scales=mod.SCALES,
+        x64=getattr(mod, "X64", False),
+        module=full,
+        order=getattr(mod, "ORDER", 100),
     )
+    return register(dataclasses.replace(exp, version=code_version(exp)))
 
 
 def failed_checks(results: dict) -> list[dict]:

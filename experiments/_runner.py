@@ -44,6 +44,17 @@ def _pillar_rank(exp) -> int:
 
 
 _RESULT_KEYS = ("scale", "seed", "environment", "claims", "wall_time_s")
+_ENV_KEYS = ("backend", "device_kind", "x64", "jax")
+_CLAIM_KEYS = ("id", "kind", "statement", "passed", "measured", "expected", "checked")
+
+
+def _cell(text) -> str:
+    """A markdown table cell: `|` escaped, newlines as spaces.
+
+    An unescaped `|` (as in `|bias| < 0.05`) split the row and pushed PASS/FAIL
+    out of its column.
+    """
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _load(path: Path) -> dict | None:
@@ -54,6 +65,13 @@ def _load(path: Path) -> dict | None:
         return None
     if not isinstance(res, dict) or any(k not in res for k in _RESULT_KEYS):
         return None
+    env, claims = res["environment"], res["claims"]
+    if not isinstance(env, dict) or any(k not in env for k in _ENV_KEYS):
+        return None
+    if not isinstance(claims, list) or not all(
+        isinstance(c, dict) and all(k in c for k in _CLAIM_KEYS) for c in claims
+    ):
+        return None  # (a KeyError here crashed the whole report)
     return res
 
 
@@ -199,12 +217,11 @@ def write_report(
             status = (
                 "n/a" if not c["checked"] else "PASS" if c["passed"] else "**FAIL**"
             )
-            stmt = c["statement"].replace("|", "\\|")
-            if c.get("note"):
-                stmt += f" ({c['note']})".replace("|", "\\|")
+            stmt = c["statement"] + (f" ({c['note']})" if c.get("note") else "")
             sections.append(
-                f"| {c['id']} | {c['kind']} | {stmt} | "
-                f"{fmt(c['measured'])} | {fmt(c['expected'])} | {status} |"
+                f"| {_cell(c['id'])} | {_cell(c['kind'])} | {_cell(stmt)} | "
+                f"{_cell(fmt(c['measured']))} | {_cell(fmt(c['expected']))} | "
+                f"{status} |"
             )
             if why:
                 continue

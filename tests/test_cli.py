@@ -166,3 +166,56 @@ def test_unevaluated_claims_are_null_not_failed(tmp_path):
     c = Claim("LSSL-X", "check", "s", False, None, None, checked=False)
     assert c.passed is None
     assert Claim("LSSL-X", "check", "s", 0, None, None).passed is False
+
+
+def test_results_carry_the_code_version_of_when_the_module_loaded(tmp_path):
+    """The version was hashed after the run, from the files on disk: an edit saved
+    during a run stamped the old code's numbers with the new code's version, and
+    the next reproduce skipped them as current. Results now carry the version
+    of the loaded code, so such an edit makes them stale."""
+    from pathlib import Path
+
+    from experiments import _common
+
+    exp = _runner.discover()[NAME]
+    assert exp.version == _common.code_version(exp)
+    helper = Path(_common.__file__).parent / "linear_ssl" / "_shared.py"
+    original = helper.read_bytes()
+    try:
+        helper.write_bytes(original + b"\n# edited during the run\n")
+        res = exp.main(
+            ["--scale", "smoke", "--out-dir", str(tmp_path / exp.slug), "--no-progress"]
+        )
+        assert res["code_version"] == exp.version != _common.code_version(exp)
+        assert not _runner.is_current(exp, tmp_path, "smoke", 0, exp.x64)
+    finally:
+        helper.write_bytes(original)
+    assert _runner.is_current(exp, tmp_path, "smoke", 0, exp.x64)
+
+
+def test_report_escapes_pipes_and_lists_incomplete_results(tmp_path):
+    """`|bias| < 0.05` in an expected value split its REPORT.md row (8 cells under
+    6 headers, PASS/FAIL pushed out of its column); a results.json whose claim
+    lacked `checked` crashed the whole report with a KeyError."""
+    import json
+    import re
+
+    assert _reproduce(tmp_path) == 0
+    exp = _runner.discover()[NAME]
+    path = tmp_path / exp.slug / "results.json"
+    res = json.loads(path.read_text())
+    res["claims"][0]["expected"] = "|bias| < 0.05"
+    res["claims"][0]["measured"] = "a|b"
+    path.write_text(json.dumps(res))
+    report = _runner.write_report(tmp_path, _runner.discover(), scale="smoke", seed=0)
+    row = next(
+        ln
+        for ln in report.read_text().splitlines()
+        if ln.startswith("| " + res["claims"][0]["id"] + " ")
+    )
+    cells = re.split(r"(?<!\\)\|", row)[1:-1]
+    assert len(cells) == 6 and cells[-1].strip() in ("PASS", "**FAIL**", "n/a")
+    del res["claims"][1]["checked"]
+    path.write_text(json.dumps(res))
+    report = _runner.write_report(tmp_path, _runner.discover(), scale="smoke", seed=0)
+    assert f"{exp.slug}/results.json` is unreadable" in report.read_text()
