@@ -113,7 +113,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
         err = float(np.max(np.abs(got / np.asarray(SPEC_JEPA_L4) - 1)))
         claims.append(
             Claim(
-                "LSSL-4.table",
+                "LSSL-4.table31",
                 "check",
                 "JEPA L=4 critical times equal the spec's table 3.1",
                 err < 5e-5,

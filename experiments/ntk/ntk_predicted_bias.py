@@ -248,7 +248,7 @@ def run(cfg: Config, key, progress: bool = True) -> Outcome:
             "|bias| <= 0.1 (spec C6)",
         ),
         Claim(
-            "NTK-12.kernel",
+            "NTK-12.kernel_probe",
             "finding",
             "a deeper (3-hidden-layer) ReLU NTK is at least as biased as the "
             "1-hidden-layer one at alpha_s >= 3",
