@@ -18,8 +18,20 @@ def is_concrete(x) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
 
 
-def _values(x) -> np.ndarray:
+def host_values(x) -> np.ndarray:
+    """A concrete array's values on this host, also for a multi-host global array.
+
+    `np.asarray` of a `jax.Array` spanning devices of other processes (under
+    `jax.distributed`) raises; such an array is all-gathered first.
+    """
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
+
+_values = host_values
 
 
 def check_choice(name: str, value, choices: Iterable) -> None:

@@ -23,7 +23,14 @@ def device_mesh(devices: Sequence | None = None, axis_name: str = "batch") -> Me
 
 def batch_size(tree) -> int:
     """The shared leading size of every leaf of `tree`; raises if they differ."""
-    sizes = {np.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(tree)}
+    leaves = jax.tree_util.tree_leaves(tree)
+    scalars = [i for i, leaf in enumerate(leaves) if np.ndim(leaf) == 0]
+    if scalars:
+        raise ValueError(
+            "batched arguments must have a leading (batch) axis; got a scalar (pass "
+            "in_axes=None for an argument that is not batched)"
+        )
+    sizes = {np.shape(leaf)[0] for leaf in leaves}
     if len(sizes) != 1:
         raise ValueError(
             "batched arguments must share one leading (batch) size; "
@@ -54,9 +61,25 @@ def shard_batch(tree, mesh: Mesh | None = None):
             # the primal to the mesh while other operands stay on device 0, and the
             # cotangents (committed to both) could not be added
             return jax.lax.with_sharding_constraint(leaf, sharding)
-        return jax.device_put(leaf, sharding)
+        return _put_global(leaf, sharding)
 
     return jax.tree_util.tree_map(put, tree), n
+
+
+def _put_global(leaf, sharding: NamedSharding):
+    """`device_put` that also works when the mesh spans other processes' devices.
+
+    Multi-host, every process holds the whole batch (SPMD): the global array is
+    assembled from each process's addressable shards (`device_put` of a local or
+    committed array, typed PRNG keys included, onto a global sharding raises).
+    """
+    if sharding.is_fully_addressable or not leaf.is_fully_addressable:
+        return jax.device_put(leaf, sharding)
+    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = _put_global(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
 
 def unpad(tree, n: int):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfeat._src.checks import check_tree_finite as check_tree_finite
-from jaxfeat._src.checks import is_concrete
+from jaxfeat._src.checks import host_values, is_concrete
 from jaxfeat.influence._config import KRONECKER, IHVPConfig
 
 
@@ -117,7 +117,7 @@ def check_solve(state, out, name: str) -> None:
     if not is_concrete(out):
         return
     leaves = jax.tree_util.tree_leaves(out)
-    if all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in leaves):
+    if all(bool(np.all(np.isfinite(host_values(leaf)))) for leaf in leaves):
         return
     if state.cfg.strategy == "lissa":
         raise ValueError(
