@@ -13,7 +13,8 @@
     python -m benchmarks.linear_ssl [--smoke] [--repeats 5] [--out PATH]
 
 On a CPU host JAX sees one device unless told otherwise; `sweep_gd` shards over every
-visible device, so expose each core as one (the committed `linear_ssl_cpu.json`):
+visible device, so expose each core as one (the command for `linear_ssl_cpu.json`;
+its environment records the device count the committed run had):
 
     XLA_FLAGS=--xla_force_host_platform_device_count=$(nproc) \
         python -m benchmarks.linear_ssl --out benchmarks/results/linear_ssl_cpu.json
