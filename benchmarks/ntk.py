@@ -107,13 +107,33 @@ def time_method(cfg, params, x, method, traced, repeats):
     return np.asarray(k), compile_s, times
 
 
+def own_peak_kb() -> int:
+    """This process's peak resident memory in kB, counted from its own exec.
+
+    Linux: `VmHWM` of /proc/self/status. Not `ru_maxrss`: a child started by
+    `subprocess` inherits its parent's peak there, so every kernel that needed less
+    than the benchmark process itself read the parent's 2.3 GB.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS
+
+
 def peak_memory(widths, n, traced, method):
     """Peak resident memory (MB) of a fresh process computing one kernel."""
     code = (
-        "import resource, jax; from benchmarks.ntk import setup, kernel_fn; "
+        "import jax; from benchmarks.ntk import setup, kernel_fn, own_peak_kb; "
         f"cfg, p, x = setup({widths!r}, {n}); "
         f"jax.block_until_ready(kernel_fn(cfg, {method!r}, {traced})(p, x)); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(own_peak_kb())"
     )
     env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
     out = subprocess.run(
