@@ -399,6 +399,14 @@ def main(argv=None):
         help="JSON path (default benchmarks/results/NAME.json; --smoke: a temp dir)",
     )
     args = parser.parse_args(argv)
+    missing = [m for m in ("kan", "jaxkan") if importlib.util.find_spec(m) is None]
+    if not (args.smoke or args.no_reference) and missing and args.out is None:
+        # the committed headline (speedup_vs_pykan / _vs_jaxkan) needs both
+        parser.error(
+            f'{", ".join(missing)} not installed (`pip install -e ".[bench]"`): '
+            "refusing to overwrite benchmarks/results/kan.json without the "
+            "comparison (pass --out or --no-reference)"
+        )
     args.out = str(out_path(args.out, "kan", args.smoke))
     size = SIZES["smoke" if args.smoke else "default"]
     reference = not (args.smoke or args.no_reference)

@@ -191,6 +191,12 @@ def main(argv=None):
         help="JSON path (default benchmarks/results/NAME.json; --smoke: a temp dir)",
     )
     args = parser.parse_args(argv)
+    if not args.smoke and args.nt_python is None and args.out is None:
+        # the committed headline (speedup_vs_neural_tangents) needs the reference
+        parser.error(
+            "--nt-python not given: the neural-tangents comparison would be dropped; "
+            "refusing to overwrite benchmarks/results/ntk.json (pass --out)"
+        )
     args.out = str(out_path(args.out, "ntk", args.smoke))
     cases = CASES["smoke" if args.smoke else "default"]
     rows, auto_ok, speedups, agree = [], [], [], []

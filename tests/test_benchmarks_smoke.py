@@ -126,3 +126,21 @@ def test_ntk_peak_memory_is_the_child_process_own():
     del big
     assert before is not None and after is not None
     assert abs(after - before) < 100, (before, after)  # MB
+
+
+def test_ntk_and_kan_benchmarks_refuse_to_overwrite_without_references():
+    """A full run without the reference libraries dropped speedup_vs_* and would
+    have overwritten the committed JSON (as influence already refused to)."""
+    import importlib.util
+
+    from benchmarks import kan as kan_bench
+    from benchmarks import ntk as ntk_bench
+
+    with pytest.raises(SystemExit) as err:
+        ntk_bench.main(["--repeats", "1"])  # no --nt-python, no --out
+    assert err.value.code == 2
+    if importlib.util.find_spec("kan") and importlib.util.find_spec("jaxkan"):
+        pytest.skip("pykan and jaxkan are installed: the comparison runs")
+    with pytest.raises(SystemExit) as err:
+        kan_bench.main(["--repeats", "1"])
+    assert err.value.code == 2
