@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import einops
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float
@@ -20,7 +21,7 @@ from jaxtyping import Array, ArrayLike, Float
 from jaxfeat import ntk
 from jaxfeat._src import linalg
 from jaxfeat._src.arrays import to_device
-from jaxfeat._src.checks import check_count, check_finite
+from jaxfeat._src.checks import check_count, check_finite, is_concrete
 from jaxfeat._src.compile_options import CostAwareJit
 from jaxfeat._src.typing import PRNGKey
 from jaxfeat.influence._config import (
@@ -29,6 +30,7 @@ from jaxfeat.influence._config import (
     IHVPConfig,
 )
 from jaxfeat.influence._grads import (
+    PAD_LABEL,
     Model,
     check_targets,
     dense_from_matrix,
@@ -341,6 +343,17 @@ def fit_curvature(
     check_tree_finite("params", params)
     check_finite("x", x)
     check_targets("x", x, "y", y, model=model, params=params, loss=cfg.loss)
+    if (
+        cfg.loss == "cross_entropy"
+        and is_concrete(y)
+        and jnp.size(y)
+        and np.all(np.asarray(y) == PAD_LABEL)
+    ):
+        # no real position: the curvature is 0/0 (was NaN, blamed on damping)
+        raise ValueError(
+            f"y: every position is padding (PAD_LABEL = {PAD_LABEL}); the curvature "
+            "needs at least one real label"
+        )
     leaves, treedef = jax.tree_util.tree_flatten(params)
     shapes = tuple(jnp.shape(leaf) for leaf in leaves)
     n_params = sum(math.prod(s) for s in shapes)

@@ -405,3 +405,25 @@ def test_padding_that_feeds_real_outputs_leaves_a_s_and_lambda(key, x64):
     qs, qa = np.asarray(f0.q_s), np.asarray(f0.q_a)
     lam_ref = sum((qs.T @ dw @ qa) ** 2 for dw in dws) / n_ex
     assert _rel(f0.lam, lam_ref) < 1e-10
+
+
+def test_fit_on_all_padded_labels_names_y():
+    """Every label PAD_LABEL: the factors were 0/0 = NaN and the error blamed
+    damping ("singular or not positive definite"); y is the cause."""
+    seq = lambda p, xi: jnp.tanh(xi @ p["w"]) @ p["v"]
+    ps = {
+        "w": jnp.ones((3, 4)) * 0.3,
+        "v": jax.random.normal(jax.random.key(1), (4, 2)),
+    }
+    xs = jax.random.normal(jax.random.key(0), (4, 5, 3))
+    pad = jnp.full((4, 5), influence.PAD_LABEL)
+    for strategy in ("ekfac", "exact"):
+        with pytest.raises(ValueError, match="^y: every position is padding"):
+            influence.fit_curvature(
+                seq, ps, xs, pad, cfg=influence.IHVPConfig(strategy=strategy)
+            )
+    # one real label is enough
+    st = influence.fit_curvature(
+        seq, ps, xs, pad.at[0, 0].set(1), cfg=influence.IHVPConfig(strategy="ekfac")
+    )
+    assert all(bool(jnp.all(jnp.isfinite(f.lam))) for f in st.factors)
