@@ -123,6 +123,25 @@ def cast_floats(tree, dtype):
     return jax.tree_util.tree_map(leaf, tree)
 
 
+def cpu_devices_env(n_devices: int) -> dict:
+    """`os.environ` for a subprocess with `n_devices` forced CPU devices.
+
+    Keeps the caller's other XLA flags (the tests' fast-compile ones) and replaces
+    the device count.
+    """
+    import os
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    kept = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
+    kept.append(f"--xla_force_host_platform_device_count={n_devices}")
+    env["XLA_FLAGS"] = " ".join(kept)
+    return env
+
+
 def run_on_cpu_devices(
     script: str, out_path, n_devices: int, *, timeout: int = 300
 ) -> dict:
@@ -132,22 +151,12 @@ def run_on_cpu_devices(
     process. Returns the arrays the script saved to `out_path` with `np.savez`;
     raises `subprocess.TimeoutExpired` after `timeout` seconds (a hang fails).
     """
-    import os
     import subprocess
     import sys
 
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    # keep the caller's other XLA flags (the tests' fast-compile ones), replace the count
-    kept = [
-        f
-        for f in env.get("XLA_FLAGS", "").split()
-        if not f.startswith("--xla_force_host_platform_device_count")
-    ]
-    kept.append(f"--xla_force_host_platform_device_count={n_devices}")
-    env["XLA_FLAGS"] = " ".join(kept)
     subprocess.run(
         [sys.executable, "-c", script, str(out_path)],
-        env=env,
+        env=cpu_devices_env(n_devices),
         check=True,
         capture_output=True,
         timeout=timeout,

@@ -6,7 +6,6 @@ scores' value checks, and `device_put` of typed PRNG keys onto the global mesh
 raised in `shard_batch`: the README's multi-host claim did not hold.
 """
 
-import os
 import socket
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import textwrap
 
 import numpy as np
 import pytest
+
+from jaxfeat._src.testing import cpu_devices_env
 
 SCRIPT = textwrap.dedent(
     """
@@ -60,18 +61,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env(n_devices):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    kept = [
-        f
-        for f in env.get("XLA_FLAGS", "").split()
-        if not f.startswith("--xla_force_host_platform_device_count")
-    ]
-    kept.append(f"--xla_force_host_platform_device_count={n_devices}")
-    env["XLA_FLAGS"] = " ".join(kept)
-    return env
-
-
 def test_two_processes_equal_one(tmp_path):
     port = str(_free_port())
     procs = [
@@ -84,7 +73,7 @@ def test_two_processes_equal_one(tmp_path):
                 port,
                 str(tmp_path / f"{pid}.npz"),
             ],
-            env=_env(2),
+            env=cpu_devices_env(2),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -98,7 +87,7 @@ def test_two_processes_equal_one(tmp_path):
     single = tmp_path / "single.npz"
     subprocess.run(
         [sys.executable, "-c", SCRIPT, "-1", "0", str(single)],
-        env=_env(1),
+        env=cpu_devices_env(1),
         check=True,
         capture_output=True,
         timeout=300,
